@@ -1,0 +1,162 @@
+"""DCGAN training: state creation, the pure per-device train step, sampling.
+
+One step is the paper's recipe (and PyTorch's examples/dcgan): one Adam update of D on a real and a fake
+batch, then one Adam update of G with the non-saturating loss -log D(G(z)) against the updated D. G runs
+forward once; its VJP is reused for G's update, so the step does one G forward and one G backward.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from common import parallel
+from common.config import Config
+from common.state import TrainState
+from dcgan_jax.models import Discriminator, Generator
+
+Z_DIM = 100  # paper: z ~ U(-1, 1)^100
+
+
+def bce(logits, label: float):
+  """Mean sigmoid cross-entropy against a constant label (1 real, 0 fake)."""
+  return optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, label)).mean()
+
+
+def sample_z(key, n: int, z_dim: int):
+  return jax.random.uniform(key, (n, z_dim), minval=-1.0, maxval=1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class DCGAN:
+  """DCGAN bound to a config and the dataset's shape; plugs into ``common.loop``.
+
+  ``num_classes > 0`` gives the conditional model (``--model=cdcgan``).
+  """
+  config: Config
+  channels: int = 3
+  num_classes: int = 0
+
+  @property
+  def z_dim(self) -> int:
+    return self.config.z_dim or Z_DIM
+
+  def networks(self, axis_name: Optional[str] = None):
+    c = self.config
+    bn_scale_bias = c.bn_scale_bias if c.bn_scale_bias is not None else not self.num_classes
+    common = dict(resolution=c.resolution, width=c.width, kernel_size=c.kernel_size, num_classes=self.num_classes,
+                  bn_scale_bias=bn_scale_bias, axis_name=axis_name, dtype=c.dtype)
+    return (Generator(channels=self.channels, upsample_impl=c.upsample_impl, **common),
+            Discriminator(**common))
+
+  def optimizers(self):
+    c = self.config
+    tx = optax.adam(c.lr, b1=c.beta1, b2=c.beta2)
+    return {'G': tx, 'D': tx}
+
+  # -- state -----------------------------------------------------------------------------------------------
+
+  def init(self, key) -> TrainState:
+    c = self.config
+    G, D = self.networks()
+    kg, kd, key = jax.random.split(key, 3)
+    z = jnp.zeros((2, self.z_dim))
+    y = jnp.zeros((2,), jnp.int32)
+    vg = G.init(kg, z, y, train=False)
+    vd = D.init(kd, jnp.zeros((2, c.resolution, c.resolution, self.channels)), y, train=False)
+    params = {'G': vg['params'], 'D': vd['params']}
+    txs = self.optimizers()
+    return TrainState(step=jnp.zeros((), jnp.int32), key=key, params=params,
+                      batch_stats={'G': vg.get('batch_stats', {}), 'D': vd.get('batch_stats', {})},
+                      opt_state={k: txs[k].init(params[k]) for k in params})
+
+  # -- the step --------------------------------------------------------------------------------------------
+
+  def train_step(self, state: TrainState, batch: dict):
+    """Per-device body of the data-parallel step; collectives over ``parallel.AXIS``."""
+    G, D = self.networks(parallel.AXIS)
+    txs = self.optimizers()
+    real, labels = batch['image'], batch.get('label')
+    b = real.shape[0]
+    n = b * parallel.num_shards()
+    kz, ky = jax.random.split(jax.random.fold_in(state.key, state.step))
+    # z (and fake labels) drawn for the global batch and sliced: the same step on any device count.
+    z = parallel.shard_slice(sample_z(kz, n, self.z_dim), b)
+    y_fake = parallel.shard_slice(jax.random.randint(ky, (n,), 0, max(self.num_classes, 1)), b)
+
+    def g_forward(pg):
+      fake, upd = G.apply({'params': pg, 'batch_stats': state.batch_stats['G']}, z, y_fake, train=True,
+                          mutable=['batch_stats'])
+      return fake, upd['batch_stats']
+
+    fake, g_vjp, bs_g = jax.vjp(g_forward, state.params['G'], has_aux=True)
+
+    def d_apply(pd, bs, x, y):
+      logits, upd = D.apply({'params': pd, 'batch_stats': bs}, x, y, train=True, mutable=['batch_stats'])
+      return logits, upd['batch_stats']
+
+    # D: maximise log D(x) + log(1 - D(G(z))), real and fake as separate batches (as the paper's code).
+    def d_loss_fn(pd):
+      logits_real, bs = d_apply(pd, state.batch_stats['D'], real, labels)
+      logits_fake, bs = d_apply(pd, bs, jax.lax.stop_gradient(fake), y_fake)
+      loss = bce(logits_real, 1.0) + bce(logits_fake, 0.0)
+      return loss, (bs, logits_real, logits_fake)
+
+    (d_loss, (bs_d, logits_real, logits_fake)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
+        state.params['D'])
+    d_grads = parallel.pmean(d_grads)
+    d_updates, d_opt = txs['D'].update(d_grads, state.opt_state['D'], state.params['D'])
+    params_d = optax.apply_updates(state.params['D'], d_updates)
+
+    # G: non-saturating loss -log D(G(z)) against the updated D, back through the saved VJP.
+    def g_loss_fn(x):
+      logits, bs = d_apply(params_d, bs_d, x, y_fake)
+      return bce(logits, 1.0), (bs, logits)
+
+    (g_loss, (bs_d, logits_gen)), d_fake = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+    (g_grads,) = g_vjp(d_fake)
+    g_grads = parallel.pmean(g_grads)
+    g_updates, g_opt = txs['G'].update(g_grads, state.opt_state['G'], state.params['G'])
+    params_g = optax.apply_updates(state.params['G'], g_updates)
+
+    new_state = state.replace(step=state.step + 1, params={'G': params_g, 'D': params_d},
+                              batch_stats={'G': bs_g, 'D': bs_d}, opt_state={'G': g_opt, 'D': d_opt})
+    metrics = parallel.pmean({
+        'd_loss': d_loss, 'g_loss': g_loss,
+        'd_real': jax.nn.sigmoid(logits_real).mean(),       # D(x)
+        'd_fake': jax.nn.sigmoid(logits_fake).mean(),       # D(G(z)) before D's update
+        'd_acc': 0.5 * ((logits_real > 0).mean() + (logits_fake < 0).mean()),
+    })
+    return new_state, metrics
+
+  # -- using a trained model -------------------------------------------------------------------------------
+
+  @functools.partial(jax.jit, static_argnums=(0, 3), static_argnames=('use_running_average',))
+  def sample(self, state: TrainState, key, n: int, y=None, use_running_average: bool = True):
+    """n images in [-1, 1] from z ~ U(-1, 1); labels y (conditional model) default to cycling classes."""
+    return self.generate(state, sample_z(key, n, self.z_dim), y, use_running_average=use_running_average)
+
+  @functools.partial(jax.jit, static_argnums=(0,), static_argnames=('use_running_average',))
+  def generate(self, state: TrainState, z, y=None, drop=None, use_running_average: bool = True):
+    """G(z) for given latents (and labels); ``drop`` masks feature maps per layer (see models.Generator).
+
+    With ``use_running_average`` batchnorm uses its running statistics, so each image depends only on
+    its own z; otherwise on the statistics of this batch, as during training.
+    """
+    G, _ = self.networks()
+    if self.num_classes and y is None:
+      y = jnp.arange(z.shape[0]) % self.num_classes
+    if use_running_average:
+      return G.apply(state.variables('G'), z, y, train=False, drop=drop)
+    images, _ = G.apply(state.variables('G'), z, y, train=True, drop=drop, mutable=['batch_stats'])
+    return images
+
+  @functools.partial(jax.jit, static_argnums=(0,))
+  def discriminate(self, state: TrainState, x, y=None):
+    """D's probability that x is real (running batchnorm statistics)."""
+    _, D = self.networks()
+    return jax.nn.sigmoid(D.apply(state.variables('D'), x, y, train=False))
