@@ -34,7 +34,8 @@ class Config:
   seed: int = _f(0, 'seed for parameters, latent draws and data order')
 
   # Architecture (paper defaults at 64x64: 4x4x1024 projection, 5x5 kernels, stride 2).
-  resolution: int = _f(64, 'output image size: 4 * 2^k, e.g. 32, 64, 128')
+  resolution: Optional[int] = _f(None, "image size G makes and D sees: 4 * 2^k, e.g. 32, 64, 128 (default: 64; "
+                                          '28 for the permutation-invariant BiGAN)')
   z_dim: Optional[int] = _f(None, 'latent size (DCGAN 100; BiGAN 50 for MLP, 200 for conv)')
   width: int = _f(128, "channels of G's last hidden layer and D's first; doubling toward 4x4 (paper 128)")
   kernel_size: int = _f(5, 'convolution kernel size (paper 5; PyTorch example 4)')
@@ -62,6 +63,9 @@ class Config:
   gan_workdir: Optional[str] = _f(None, 'latent_regressor: workdir of the trained GAN whose G is frozen')
   augment: Optional[bool] = _f(None, 'random crop from load_size and horizontal flip (BiGAN natural images)')
   load_size: Optional[int] = _f(None, 'shorter edge before cropping (default: resolution; BiGAN aug: 72)')
+  hidden: int = _f(1024, 'BiGAN MLP networks: units in each of the two hidden layers (paper 1024)')
+  encoder: Optional[str] = _f(None, 'BiGAN conv encoder: alexnet or dcgan (a DCGAN-D mirror; default: alexnet '
+                                    'when the encoder input is >= 64 px, else dcgan)', choices=('alexnet', 'dcgan'))
 
   # Loop.
   log_every: int = _f(50, 'steps between progress lines and TensorBoard scalars')
@@ -86,7 +90,8 @@ class Config:
 
 # Fields whose change makes a checkpoint incompatible with the run that resumes it.
 IDENTITY_FIELDS = ('model', 'dataset', 'split', 'batch_size', 'resolution', 'z_dim', 'width', 'kernel_size',
-                   'bn_scale_bias', 'architecture', 'encoder_resolution', 'recon_loss', 'seed', 'dedup')
+                   'bn_scale_bias', 'architecture', 'encoder_resolution', 'recon_loss', 'seed', 'dedup',
+                   'hidden', 'encoder')
 
 
 def diff_identity(saved: dict, current: dict) -> list[str]:

@@ -16,6 +16,7 @@ import time
 from typing import Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from common import checkpoint as ckpt_lib
@@ -137,10 +138,11 @@ def train(config: Config) -> dict:
     nonlocal pending
     if not pending:
       return None
-    fetched = jax.device_get([m for _, m in pending])
+    # One stacked transfer per metric (replicated arrays; works when they span several processes).
+    stacked = {k: _host(v) for k, v in _stack([m for _, m in pending]).items()}
     rows = []
-    for (s, _), m in zip(pending, fetched):
-      m = {k: float(_host(v)) for k, v in m.items()}
+    for i, (s, _) in enumerate(pending):
+      m = {k: float(v[i]) for k, v in stacked.items()}
       if not all(np.isfinite(v) for v in m.values()):
         pending = []
         raise DivergenceError(f'non-finite loss at step {s} ({_fmt(m)}); the last good checkpoint is '
@@ -222,6 +224,11 @@ def train(config: Config) -> dict:
     _print(f'done: {step} steps in {time.time() - t_start:.0f}s; samples {workdir}/samples.png; '
            f'checkpoint {workdir}/checkpoints/{step}')
   return {'step': step, 'stopped_by': stopped_by, 'compile_s': compile_s, 'state': state}
+
+
+@jax.jit
+def _stack(metrics: list[dict]) -> dict:
+  return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *metrics)
 
 
 def _all_finite(tree) -> bool:

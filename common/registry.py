@@ -3,7 +3,8 @@
 - ``init(key) -> TrainState``                        fresh state (params, batch stats, optimizer states, step, key)
 - ``train_step(state, batch) -> (state, metrics)``   per-device body; collectives over ``parallel.AXIS``
 - ``sample(state, key, n) -> images``                n images in [-1, 1], jitted
-- ``data_options() -> dict``                         input resolution and augmentation for ``data.Batches``
+- ``data_options() -> dict``                         ``data.Batches`` keywords: resolution, load_size, crop, flip
+- ``z_dim``, ``resolution``                          latent size and the image size G makes
 
 Imports are lazy so that ``launch/*.py --help`` stays fast.
 """
@@ -29,7 +30,5 @@ def build_model(config: Config, channels: int, num_classes: int | None):
 
 
 def data_options(model, config: Config) -> dict:
-  """Preprocessing for ``data.Batches``: the model's, else the paper's DCGAN default (center crop, no aug)."""
-  if hasattr(model, 'data_options'):
-    return model.data_options()
-  return dict(resolution=config.resolution, load_size=config.load_size, crop='center', flip=False)
+  """Preprocessing for ``data.Batches`` as the model asks for it (resolution, crop, flip, load size)."""
+  return model.data_options()

@@ -19,7 +19,8 @@ from common.config import Config
 from common.state import TrainState
 from dcgan_jax.models import Discriminator, Generator
 
-Z_DIM = 100  # paper: z ~ U(-1, 1)^100
+Z_DIM = 100       # paper: z ~ U(-1, 1)^100
+RESOLUTION = 64   # paper: 64x64 (Figure 1)
 
 
 def bce(logits, label: float):
@@ -45,10 +46,18 @@ class DCGAN:
   def z_dim(self) -> int:
     return self.config.z_dim or Z_DIM
 
+  @property
+  def resolution(self) -> int:
+    return self.config.resolution or RESOLUTION
+
+  def data_options(self) -> dict:
+    """The paper's preprocessing: min-resize, center crop, scale to [-1, 1], no augmentation."""
+    return dict(resolution=self.resolution, load_size=self.config.load_size, crop='center', flip=False)
+
   def networks(self, axis_name: Optional[str] = None):
     c = self.config
     bn_scale_bias = c.bn_scale_bias if c.bn_scale_bias is not None else not self.num_classes
-    common = dict(resolution=c.resolution, width=c.width, kernel_size=c.kernel_size, num_classes=self.num_classes,
+    common = dict(resolution=self.resolution, width=c.width, kernel_size=c.kernel_size, num_classes=self.num_classes,
                   bn_scale_bias=bn_scale_bias, axis_name=axis_name, dtype=c.dtype)
     return (Generator(channels=self.channels, upsample_impl=c.upsample_impl, **common),
             Discriminator(**common))
@@ -67,7 +76,7 @@ class DCGAN:
     z = jnp.zeros((2, self.z_dim))
     y = jnp.zeros((2,), jnp.int32)
     vg = G.init(kg, z, y, train=False)
-    vd = D.init(kd, jnp.zeros((2, c.resolution, c.resolution, self.channels)), y, train=False)
+    vd = D.init(kd, jnp.zeros((2, self.resolution, self.resolution, self.channels)), y, train=False)
     params = {'G': vg['params'], 'D': vd['params']}
     txs = self.optimizers()
     return TrainState(step=jnp.zeros((), jnp.int32), key=key, params=params,
