@@ -70,8 +70,9 @@ def _host(x):
 
 
 def _fmt(m: dict) -> str:
-  names = {'d_loss': 'D loss', 'g_loss': 'G loss', 'd_real': 'D(x)', 'd_fake': 'D(G(z))'}
-  return ' '.join(f'{names.get(k, k)} {v:.4f}' for k, v in m.items())
+  names = {'d_loss': 'D loss', 'g_loss': 'G loss', 'd_real': 'D(x)', 'd_fake': 'D(G(z))', 'd_acc': 'D acc'}
+  order = [k for k in names if k in m] + sorted(k for k in m if k not in names)
+  return ' '.join(f'{names.get(k, k)} {m[k]:.3f}' for k in order)
 
 
 def train(config: Config) -> dict:
