@@ -25,8 +25,8 @@ def maybe_initialize_distributed(coordinator_address=None, num_processes=None, p
   single-process run does nothing.
   """
   if coordinator_address or (num_processes or 1) > 1:
-    if jax.config.jax_platforms in (None, '', 'cpu') and jax.default_backend() == 'cpu':
-      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    # Cross-process collectives for CPU devices (no effect on GPU/TPU collectives).
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id)
     return
