@@ -14,3 +14,14 @@ import pytest
 def data_dir(tmp_path_factory):
   """One TFDS data_dir for the session: the embedded digits data is prepared into it once."""
   return str(tmp_path_factory.mktemp('tfds'))
+
+
+@pytest.fixture(scope='session')
+def tiny_dcgan_run(tmp_path_factory, data_dir):
+  """A small DCGAN trained briefly on digits (16x16), shared by the tests of tools that use a trained run."""
+  from common import loop
+  from common.config import Config
+  wd = str(tmp_path_factory.mktemp('tiny_dcgan'))
+  loop.train(Config(model='dcgan', dataset='digits', resolution=16, width=16, z_dim=32, batch_size=32, steps=40,
+                    log_every=20, sample_every=0, checkpoint_every=40, workdir=wd, data_dir=data_dir))
+  return wd
