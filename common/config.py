@@ -27,6 +27,7 @@ class Config:
   manual_dir: Optional[str] = _f(None, 'directory holding original dataset files for offline preparation')
   split: str = _f('train', 'dataset split to train on')
   dedup: Optional[str] = _f(None, 'file of example ids to keep (from launch/dedup.py)')
+  strict_data: bool = _f(False, 'folder: datasets: stop on an unreadable image instead of skipping it')
 
   # Schedule.
   steps: int = _f(10000, 'number of train steps (one D and one G update each)')

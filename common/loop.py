@@ -1,17 +1,21 @@
 """The training loop every model shares: mesh, input, init or resume, update, log, sample, checkpoint.
 
-Reads top to bottom. The only model-specific code is behind the interface in ``common.registry``.
-Per-step metrics stay on device and are fetched in one transfer every ``log_every`` steps (and before
-every checkpoint), so the loop has no host round-trip per step; each fetched step is checked for NaN/Inf
-before anything is saved.
+``train`` reads top to bottom; the bookkeeping (metrics, checkpoints, sample grids) lives in ``_Run``.
+The only model-specific code is behind the interface in ``common.registry``.
+
+- Per-step metrics stay on device and are fetched in one transfer every ``log_every`` steps (and before
+  every checkpoint): no host round-trip per step. Every fetched step is checked for NaN/Inf before anything
+  is saved, and parameters are checked before each checkpoint, so a non-finite state is never written.
+- SIGTERM/SIGINT (preemption, Ctrl-C) finish the current step, checkpoint and return; the same command resumes.
+- Orbax writes checkpoints atomically; a kill during a write leaves the previous one as the latest.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import signal
-import sys
 import time
 from typing import Optional
 
@@ -24,6 +28,9 @@ from common import data, images, parallel, registry
 from common.config import Config, diff_identity, to_json
 
 log = logging.getLogger('train')
+MAX_ROLLBACKS = 3          # --on_nan=rollback gives up after this many
+COLLAPSE_RATIO = 0.25      # warn when sample diversity falls below this fraction of the data's (after
+                           # having been at least twice that)
 
 
 class ResumeError(ValueError):
@@ -34,8 +41,12 @@ class DivergenceError(RuntimeError):
   """A loss or parameter became NaN/Inf."""
 
 
+class StorageError(OSError):
+  """A checkpoint or sample grid could not be written (e.g. the disk is full)."""
+
+
 class _StopSignal:
-  """SIGTERM/SIGINT (preemption, Ctrl-C) -> finish the step, checkpoint, exit. A second signal aborts."""
+  """SIGTERM/SIGINT -> finish the step, checkpoint, return. A second signal aborts at once."""
 
   def __init__(self):
     self.received: Optional[str] = None
@@ -45,7 +56,7 @@ class _StopSignal:
     for sig in (signal.SIGTERM, signal.SIGINT):
       try:
         self._old[sig] = signal.signal(sig, self._handle)
-      except ValueError:  # not the main thread (e.g. inside some test runners): no handler
+      except ValueError:  # not the main thread: no handler
         pass
     return self
 
@@ -65,7 +76,7 @@ def _print(msg: str) -> None:
 
 
 def _host(x):
-  """A replicated global array -> numpy on this host (works in multi-process runs)."""
+  """A replicated global array -> numpy on this host (works when the array spans several processes)."""
   return np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x)
 
 
@@ -76,155 +87,241 @@ def _fmt(m: dict) -> str:
 
 
 def train(config: Config) -> dict:
-  """Trains (or resumes) the run described by ``config``; returns a summary dict."""
+  """Trains (or resumes) the run described by ``config``; returns a summary dict with the final state."""
   # -- mesh ------------------------------------------------------------------------------------------------
   parallel.maybe_initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
   mesh = parallel.make_mesh()
   if config.batch_size % jax.device_count():
     raise ValueError(f'--batch_size={config.batch_size} is not divisible by the {jax.device_count()} devices: '
                      'choose a multiple of the device count')
-  workdir = os.path.abspath(config.workdir)
-  is_main = jax.process_index() == 0
 
   # -- input -----------------------------------------------------------------------------------------------
   source, info = data.open_source(config.dataset, config.split, data_dir=config.data_dir,
-                                  manual_dir=config.manual_dir)
+                                  manual_dir=config.manual_dir, strict=config.strict_data)
   model = registry.build_model(config, channels=info.channels, num_classes=info.num_classes)
   indices = _read_indices(config.dedup) if config.dedup else None
 
-  # -- init or resume --------------------------------------------------------------------------------------
-  ckpt = ckpt_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
-  key = jax.random.PRNGKey(config.seed)
-  init = jax.jit(model.init, out_shardings=parallel.replicated(mesh))
-  start = ckpt.latest_step()
-  if start is None:
-    state = init(key)
-  else:
-    saved = ckpt.read_config(start)
-    diffs = diff_identity(saved, config.to_dict())
-    if diffs:
-      raise ResumeError(f'{workdir} holds a checkpoint of a different run ({"; ".join(diffs)}): '
-                        'use another --workdir or the original flags')
-    abstract = jax.eval_shape(init, key)
-    abstract = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)), abstract)
-    state, _, _ = ckpt.restore(abstract, start)
-    _print(f'resumed from {ckpt.directory}/{start}')
-  step = int(_host(state.step))
-  if is_main:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(to_json(config))
+  def batches_from(step: int) -> data.Batches:
+    return data.Batches(source, global_batch=config.batch_size, seed=config.seed, start_step=step,
+                        process_index=jax.process_index(), process_count=jax.process_count(), indices=indices,
+                        **registry.data_options(model, config))
 
-  batches = data.Batches(source, global_batch=config.batch_size, seed=config.seed, start_step=step,
-                         process_index=jax.process_index(), process_count=jax.process_count(),
-                         indices=indices, **registry.data_options(model, config))
+  # -- init or resume --------------------------------------------------------------------------------------
+  run = _Run(config, model, info, mesh)
+  state = run.init_or_restore()
+  step = int(_host(state.step))
+  batches = batches_from(step)
 
   # -- update ----------------------------------------------------------------------------------------------
   train_step = parallel.data_parallel(model.train_step, mesh)
-  sample_key = jax.random.fold_in(key, 0x5A3)  # fixed z for every grid, so grids are comparable over time
-  writer = _summary_writer(workdir) if is_main else None
-  metrics_file = open(os.path.join(workdir, 'metrics.jsonl'), 'a') if is_main else None
   _print(f'{config.model} on {info.name} ({info.num_examples} examples, {info.channels} channels) | '
          f'{jax.device_count()} devices, {jax.process_count()} processes | global batch {config.batch_size} | '
-         f'steps {step} -> {config.steps} | workdir {workdir}')
+         f'steps {step} -> {config.steps} | workdir {run.workdir}')
 
-  pending: list[tuple[int, dict]] = []   # (step, on-device metrics) not yet fetched
-  last_good = start
-  t_log, n_log, t_start = time.time(), 0, time.time()
-  compile_s = None
+  # -- loop ------------------------------------------------------------------------------------------------
+  t_start = t_log = time.time()
+  n_log, compile_s, rollbacks, stopped_by = 0, None, 0, None
+  with _StopSignal() as stop:
+    try:
+      while step < config.steps:
+        try:
+          state, metrics = train_step(state, parallel.global_batch(mesh, next(batches)))
+          step += 1
+          run.pending.append((step, metrics))
+          if compile_s is None:
+            run.flush()
+            compile_s = time.time() - t_start
+            _print(f'first step (compile) took {compile_s:.1f}s')
+            t_log, n_log = time.time(), 0
+          else:
+            n_log += 1
+          if step % config.log_every == 0 or step == config.steps:
+            m = run.flush()
+            if m is not None and n_log:
+              dt = time.time() - t_log
+              run.progress(step, m, n_log * config.batch_size / dt, (config.steps - step) * dt / n_log)
+            t_log, n_log = time.time(), 0
+          if config.sample_every and step % config.sample_every == 0:
+            run.samples(state, step)
+          if config.checkpoint_every and step % config.checkpoint_every == 0:
+            run.save(state, step, batches)
+        except DivergenceError as e:
+          if config.on_nan != 'rollback' or run.last_good is None or rollbacks >= MAX_ROLLBACKS:
+            raise
+          rollbacks += 1
+          state = run.rollback(state, rollbacks)
+          step = run.last_good
+          batches.close()
+          batches = batches_from(step)
+          _print(f'{e} -> rollback {rollbacks}/{MAX_ROLLBACKS} to step {step} with a fresh key')
+        if stop.received:
+          stopped_by = stop.received
+          break
+      if run.ckpt.latest_step() != step:
+        run.save(state, step, batches)
+      run.samples(state, step)
+      run.wait()
+    finally:
+      run.close()
+      batches.close()
+  if stopped_by:
+    _print(f'{stopped_by}: saved checkpoint at step {step} in {run.workdir}; run the same command to resume')
+  else:
+    _print(f'done: {step} steps in {time.time() - t_start:.0f}s; samples {run.workdir}/samples.png; '
+           f'checkpoint {run.ckpt.directory}/{step}')
+  return {'step': step, 'stopped_by': stopped_by, 'compile_s': compile_s, 'rollbacks': rollbacks, 'state': state}
 
-  def flush() -> Optional[dict]:
-    """Fetches pending metrics, checks them, logs them; returns the last step's values."""
-    nonlocal pending
-    if not pending:
+
+class _Run:
+  """Bookkeeping of one run: checkpoints, metrics log, TensorBoard, sample grids, collapse monitor."""
+
+  def __init__(self, config: Config, model, info, mesh):
+    self.config, self.model, self.info, self.mesh = config, model, info, mesh
+    self.workdir = os.path.abspath(config.workdir)
+    self.is_main = jax.process_index() == 0
+    self.ckpt = ckpt_lib.Checkpointer(self.workdir, keep=config.keep_checkpoints)
+    self.key = jax.random.PRNGKey(config.seed)
+    self.sample_key = jax.random.fold_in(self.key, 0x5A3)  # fixed z: grids comparable over training
+    self.pending: list[tuple[int, dict]] = []            # (step, on-device metrics) not yet fetched
+    self.last_good: Optional[int] = None
+    self.real_diversity: Optional[float] = None
+    self.best_diversity = 0.0
+    self.writer = self.metrics_file = None
+    if self.is_main:
+      os.makedirs(self.workdir, exist_ok=True)
+      with open(os.path.join(self.workdir, 'config.json'), 'w') as f:
+        f.write(to_json(config))
+      self.writer = _summary_writer(self.workdir)
+      self.metrics_file = open(os.path.join(self.workdir, 'metrics.jsonl'), 'a')
+
+  # -- state -----------------------------------------------------------------------------------------------
+
+  def _abstract_state(self):
+    init = jax.jit(self.model.init, out_shardings=parallel.replicated(self.mesh))
+    return jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(self.mesh)),
+        jax.eval_shape(init, self.key))
+
+  def init_or_restore(self):
+    start = self.ckpt.latest_step()
+    if start is None:
+      return jax.jit(self.model.init, out_shardings=parallel.replicated(self.mesh))(self.key)
+    diffs = diff_identity(self.ckpt.read_config(start), self.config.to_dict())
+    if diffs:
+      raise ResumeError(f'{self.workdir} holds a checkpoint of a different run ({"; ".join(diffs)}): '
+                        'use another --workdir or the original flags')
+    state, _, _ = self.ckpt.restore(self._abstract_state(), start)
+    self.last_good = start
+    _print(f'resumed from {self.ckpt.directory}/{start}')
+    return state
+
+  def rollback(self, bad_state, n: int):
+    """The last good checkpoint with a fresh key (so the same divergence is not replayed)."""
+    self.pending = []
+    del bad_state
+    state, _, _ = self.ckpt.restore(self._abstract_state(), self.last_good)
+    return state.replace(key=jax.jit(jax.random.fold_in, static_argnums=1)(state.key, 0x0DD + n))
+
+  def save(self, state, step: int, batches) -> None:
+    self.flush()
+    if not _all_finite(state.params):
+      raise DivergenceError(f'non-finite parameters at step {step}; the last good checkpoint is {self.last_good}')
+    data_state = {**batches.state(), 'step': step, 'channels': self.info.channels,
+                  'num_classes': self.info.num_classes, 'dataset': self.info.name}
+    try:
+      self.ckpt.save(step, state, data_state, self.config.to_dict(), force=True)
+      self.ckpt.wait()
+    except (OSError, ValueError) as e:  # tensorstore reports a full disk as ValueError(RESOURCE_EXHAUSTED)
+      raise self._storage_error(f'checkpoint at step {step}', e) from e
+    self.last_good = step
+
+  def wait(self) -> None:
+    try:
+      self.ckpt.wait()
+    except (OSError, ValueError) as e:
+      raise self._storage_error('checkpoint', e) from e
+
+  def _storage_error(self, what: str, e: Exception) -> StorageError:
+    full = getattr(e, 'errno', None) == errno.ENOSPC or 'No space left' in str(e)
+    why = 'no space left on device' if full else (getattr(e, 'strerror', None) or str(e).splitlines()[0][:200])
+    return StorageError(getattr(e, 'errno', None) or errno.EIO, f'could not write the {what} in {self.workdir} ({why}); the last complete '
+                        f'checkpoint ({self.last_good}) is intact: free space and run the same command to resume')
+
+  # -- logging ---------------------------------------------------------------------------------------------
+
+  def flush(self) -> Optional[dict]:
+    """Fetches pending metrics in one transfer, checks them, logs them; returns the last step's values."""
+    if not self.pending:
       return None
-    # One stacked transfer per metric (replicated arrays; works when they span several processes).
+    pending, self.pending = self.pending, []
     stacked = {k: _host(v) for k, v in _stack([m for _, m in pending]).items()}
     rows = []
     for i, (s, _) in enumerate(pending):
       m = {k: float(v[i]) for k, v in stacked.items()}
       if not all(np.isfinite(v) for v in m.values()):
-        pending = []
         raise DivergenceError(f'non-finite loss at step {s} ({_fmt(m)}); the last good checkpoint is '
-                              f'{last_good}: lower --lr or change --seed, then run again')
+                              f'{self.last_good}: lower --lr, change --seed or use --on_nan=rollback')
       rows.append((s, m))
-    pending = []
-    if is_main:
-      for s, m in rows:
-        metrics_file.write(json.dumps({'step': s, **m}) + '\n')
-      metrics_file.flush()
-      s, m = rows[-1]
-      if writer is not None:
-        for k, v in m.items():
-          writer.add_scalar(f'train/{k}', v, s)
+    if self.is_main:
+      try:
+        self.metrics_file.write(''.join(json.dumps({'step': s, **m}) + '\n' for s, m in rows))
+        self.metrics_file.flush()
+      except OSError as e:
+        raise self._storage_error('metrics log', e) from e
     return rows[-1][1]
 
-  def save(step: int) -> None:
-    nonlocal last_good
-    flush()
-    if not _all_finite(state.params):
-      raise DivergenceError(f'non-finite parameters at step {step}; the last good checkpoint is {last_good}')
-    ckpt.save(step, state, {**batches.state(), 'step': step, 'channels': info.channels,
-                            'num_classes': info.num_classes, 'dataset': info.name}, config.to_dict(), force=True)
-    last_good = step
+  def progress(self, step: int, m: dict, img_per_s: float, eta_s: float) -> None:
+    _print(f'step {step:>7d}/{self.config.steps} | {_fmt(m)} | {img_per_s:,.0f} img/s | eta {eta_s:,.0f}s')
+    if self.writer is not None:
+      for k, v in {**m, 'img_per_s': img_per_s}.items():
+        self.writer.add_scalar(f'train/{k}', v, step)
 
-  def write_samples(step: int) -> None:
-    x = _host(model.sample(state, sample_key, config.num_samples))
-    if is_main:
-      images.save_grid(x, os.path.join(workdir, 'samples', f'step_{step:07d}.png'))
-      images.save_grid(x, os.path.join(workdir, 'samples.png'))
-
-  # -- loop ------------------------------------------------------------------------------------------------
-  stopped_by = None
-  with _StopSignal() as stop:
+  def samples(self, state, step: int) -> None:
+    """Writes the grid of the fixed z and checks sample diversity against the data's (collapse monitor)."""
+    x = _host(self.model.sample(state, self.sample_key, self.config.num_samples))
+    if not self.is_main:
+      return
     try:
-      while step < config.steps:
-        batch = parallel.global_batch(mesh, next(batches))
-        state, metrics = train_step(state, batch)
-        step += 1
-        pending.append((step, metrics))
-        if compile_s is None:
-          jax.block_until_ready(metrics)
-          compile_s = time.time() - t_start
-          _print(f'first step (compile) took {compile_s:.1f}s')
-          t_log, n_log = time.time(), 0
-          flush()
-        else:
-          n_log += 1
-        if step % config.log_every == 0 or step == config.steps:
-          m = flush()
-          dt = time.time() - t_log
-          if m is not None and n_log:
-            ips = n_log * config.batch_size / dt
-            eta = (config.steps - step) * dt / n_log
-            _print(f'step {step:>7d}/{config.steps} | {_fmt(m)} | {ips:,.0f} img/s | eta {eta:,.0f}s')
-            if writer is not None:
-              writer.add_scalar('train/img_per_s', ips, step)
-          t_log, n_log = time.time(), 0
-        if config.sample_every and step % config.sample_every == 0:
-          write_samples(step)
-        if config.checkpoint_every and step % config.checkpoint_every == 0:
-          save(step)
-        if stop.received:
-          stopped_by = stop.received
-          break
-      if ckpt.latest_step() != step:
-        save(step)
-      write_samples(step)
-    finally:
-      ckpt.close()
-      batches.close()
-      if writer is not None:
-        writer.close()
-      if metrics_file is not None:
-        metrics_file.close()
-  if stopped_by:
-    _print(f'{stopped_by}: saved checkpoint at step {step} in {workdir}; run the same command to resume')
-  else:
-    _print(f'done: {step} steps in {time.time() - t_start:.0f}s; samples {workdir}/samples.png; '
-           f'checkpoint {workdir}/checkpoints/{step}')
-  return {'step': step, 'stopped_by': stopped_by, 'compile_s': compile_s, 'state': state}
+      images.save_grid(x, os.path.join(self.workdir, 'samples', f'step_{step:07d}.png'))
+      images.save_grid(x, os.path.join(self.workdir, 'samples.png'))
+    except OSError as e:
+      raise self._storage_error(f'sample grid at step {step}', e) from e
+    ratio = self._diversity_ratio(x)
+    self.best_diversity = max(self.best_diversity, ratio)
+    if self.writer is not None:
+      self.writer.add_scalar('train/sample_diversity', ratio, step)
+    # Collapse: diversity fell far below the data's after G had reached some (a fresh G is always uniform).
+    if ratio < COLLAPSE_RATIO <= self.best_diversity / 2:
+      _print(f'warning: possible mode collapse at step {step}: sample diversity is {ratio:.2f} of the data\'s '
+             f'(threshold {COLLAPSE_RATIO}); compare the samples with earlier checkpoints')
+
+  def _diversity_ratio(self, x) -> float:
+    if self.real_diversity is None:
+      opts = registry.data_options(self.model, self.config)
+      source, _ = data.open_source(self.config.dataset, self.config.split, data_dir=self.config.data_dir,
+                                   manual_dir=self.config.manual_dir)
+      with data.Batches(source, global_batch=len(x), seed=self.config.seed + 1, resolution=self.model.resolution,
+                        load_size=opts.get('load_size'), prefetch=0) as it:
+        self.real_diversity = _diversity(next(it)['image'])
+    return _diversity(x) / max(self.real_diversity, 1e-8)
+
+  def close(self) -> None:
+    for what, closer in (('checkpoint', self.ckpt.close), ('TensorBoard log', self.writer and self.writer.close),
+                         ('metrics log', self.metrics_file and self.metrics_file.close)):
+      try:
+        if closer:
+          closer()
+      except (OSError, ValueError) as e:  # already failing (e.g. a full disk): report, don't mask the cause
+        log.error('%s', self._storage_error(what, e))
+
+
+def _diversity(x) -> float:
+  """Mean pairwise Euclidean distance between images of a batch."""
+  f = np.asarray(x, np.float64).reshape(len(x), -1)
+  sq = (f * f).sum(1)
+  d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * f @ f.T, 0))
+  n = len(f)
+  return float(d.sum() / max(n * (n - 1), 1))
 
 
 @jax.jit
@@ -239,10 +336,9 @@ def _all_finite(tree) -> bool:
 
 def _read_indices(path: str) -> np.ndarray:
   try:
-    ids = np.loadtxt(path, dtype=np.int64, ndmin=1)
+    return np.loadtxt(path, dtype=np.int64, ndmin=1)
   except (OSError, ValueError) as e:
     raise ValueError(f'cannot read --dedup={path} ({e}): pass the kept.txt written by launch/dedup.py') from e
-  return ids
 
 
 def _summary_writer(workdir: str):

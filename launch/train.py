@@ -17,7 +17,7 @@ def main(argv=None) -> int:
   from common import data, loop  # heavy imports after --help
   try:
     loop.train(config)
-  except (data.DataError, loop.ResumeError, loop.DivergenceError, ValueError) as e:
+  except (data.DataError, loop.ResumeError, loop.DivergenceError, loop.StorageError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   return 0
