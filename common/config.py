@@ -109,6 +109,11 @@ def _parse_bool(s: str) -> bool:
   raise argparse.ArgumentTypeError(f'expected true or false, got {s!r}')
 
 
+def _help(f: dataclasses.Field) -> str:
+  text = f.metadata.get('help', '')
+  return text if 'default' in text else f'{text} (default: {f.default})'
+
+
 def add_flags(parser: argparse.ArgumentParser, cls=Config, only: tuple[str, ...] | None = None) -> None:
   """Adds one ``--name`` flag per dataclass field, with its default and help text."""
   for f in dataclasses.fields(cls):
@@ -117,7 +122,7 @@ def add_flags(parser: argparse.ArgumentParser, cls=Config, only: tuple[str, ...]
     base = f.type if isinstance(f.type, str) else getattr(f.type, '__name__', str(f.type))
     kind = (_parse_bool if 'bool' in base else int if 'int' in base else float if 'float' in base else str)
     parser.add_argument(f'--{f.name}', type=kind, default=f.default, choices=f.metadata.get('choices'),
-                        help=f"{f.metadata.get('help', '')} (default: {f.default})")
+                        help=_help(f))
 
 
 def from_args(args: argparse.Namespace) -> Config:
