@@ -21,6 +21,7 @@ CONFIGS = {
     'dcgan32': (dict(model='dcgan', resolution=32), 3, None),
     'bigan_mlp': (dict(model='bigan', architecture='mlp', resolution=28), 1, 10),
     'bigan_conv64': (dict(model='bigan', architecture='conv', resolution=64), 3, None),
+    'tiny': (dict(model='dcgan', resolution=8, width=8, z_dim=16), 1, None),   # for tests
 }
 
 
