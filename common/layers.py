@@ -2,13 +2,14 @@
 
 Why this module exists
 ----------------------
-On XLA:CPU the weight gradient of a stride-2 transposed convolution
-(``lax.conv_transpose`` = a convolution with ``lhs_dilation=2``) is lowered to a
-convolution with ``rhs_dilation``/``rhs_reversal`` in a non-canonical layout,
+On XLA:CPU, gradients of stride-2 transposed convolutions
+(``lax.conv_transpose`` = a convolution with ``lhs_dilation=2``) are lowered to
+convolutions with ``rhs_dilation``/``rhs_reversal`` in a non-canonical layout,
 which XLA:CPU runs with a naive loop instead of its fast (YNNPACK/Eigen)
-convolution: 10-300x slower than the forward pass (seconds per call at DCGAN
-sizes). The same happens to the *input* gradient of a stride-2 downsampling
-conv when the output is tiny (8x8 -> 4x4 in a DCGAN discriminator).
+convolution: at DCGAN sizes (B=64) forward+backward is 10-50x the forward, and
+for a 4x4 input even the forward takes about a minute. The *input* gradient of
+a stride-2 downsampling conv hits the same path when the output is tiny
+(8x8 -> 4x4 in a DCGAN discriminator: ~25 s vs ~0.3 s forward).
 
 :class:`ConvTranspose2x` computes *exactly* the same function as::
 
@@ -36,13 +37,14 @@ un-dilated input with a strided slice of the kernel. Two exact variants:
   from the 'kernel' parameter by a static gather (zeros where a phase has no
   tap; 1.44x the FLOPs for k=5, 2.25x for k=4), then depth-to-space.
 
-``variant='auto'`` (what the module uses) picks 'fused' for ``F < 128`` output
-features (the per-phase GEMMs are too narrow) and 'phase' otherwise; see
-:func:`subpixel_variant`. Everything involved (stride-1 'SAME'-like convs and
-their gradients, slicing/gather, transpose/reshape) runs on XLA:CPU's fast
-paths. (Grouping even-kernel phases as output pairs ``(2m-1, 2m)`` would shrink
-the fused window, but needs a conv whose output is larger than its input, whose
-weight gradient again hits the slow path - avoided on purpose.)
+``variant='auto'`` (what the module uses) picks 'fused' for ``F < 16``
+output features (e.g. the image layer; per-phase GEMMs are too narrow there)
+and 'phase' otherwise; see :func:`subpixel_variant`. Everything involved
+(stride-1 'SAME'-like convs and their gradients, slicing/gather,
+transpose/reshape) runs on XLA:CPU's fast paths. (Grouping even-kernel phases
+as output pairs ``(2m-1, 2m)`` would shrink the fused window, but needs a conv
+whose output is larger than its input, whose weight gradient again hits the
+slow path - avoided on purpose.)
 
 ``Conv2x(impl='subpixel')``: the forward pass and the weight gradient are
 XLA's own strided convolution (both fast on CPU); only the input gradient,
@@ -187,13 +189,16 @@ def conv_transpose_2x_xla(x, kernel, precision=None):
 
 
 def subpixel_variant(features: int) -> str:
-  """Heuristic used by ``variant='auto'`` (measured on XLA:CPU, see benchmark).
+  """Heuristic used by ``variant='auto'``, measured on XLA:CPU (2 cores).
 
-  'fused' (one conv, ``4*F`` output channels, up to 2.25x zero-tap FLOPs)
-  wins when ``F`` is small: per-phase GEMMs with only ``F`` output columns
-  are inefficient. 'phase' (four exact-FLOP convs) wins for wide layers.
+  'phase' (four exact-FLOP convs) wins forward+backward for ``F >= 16``
+  output features (1.2-2x over 'fused' at DCGAN sizes); 'fused' (one conv
+  with ``4F`` outputs and up to 2.25x zero-tap FLOPs) wins for very narrow
+  outputs such as the RGB / grey-scale image layer (up to 3x for F = 1..3;
+  about even at F = 8), where per-phase GEMMs with only ``F`` columns are
+  inefficient.
   """
-  return 'phase' if features >= 128 else 'fused'
+  return 'phase' if features >= 16 else 'fused'
 
 
 def conv_transpose_2x_subpixel(x, kernel, precision=None, variant='auto'):
@@ -249,7 +254,7 @@ class _Stride2Conv(nn.Module):
   """Shared fields / parameter creation (mirrors flax.linen.linear)."""
 
   features: int
-  kernel_size: int = 5
+  kernel_size: int | tuple[int, int] = 5
   use_bias: bool = True
   kernel_init: Any = nn.initializers.normal(0.02)
   bias_init: Any = nn.initializers.zeros_init()
@@ -264,12 +269,13 @@ class _Stride2Conv(nn.Module):
   @nn.compact
   def __call__(self, inputs):
     impl = _resolve(self.impl)
-    k = int(self.kernel_size)
+    ks = self.kernel_size
+    kh, kw = (ks, ks) if isinstance(ks, int) else tuple(ks)
     inputs, restore = _flatten_batch(inputs)
     cin = jnp.shape(inputs)[-1]
     # Same names, shapes, dtypes and creation order as nn.ConvTranspose /
     # nn.Conv, hence identical parameters for the same init rng.
-    kernel = self.param('kernel', self.kernel_init, (k, k, cin, self.features),
+    kernel = self.param('kernel', self.kernel_init, (kh, kw, cin, self.features),
                         self.param_dtype)
     bias = (self.param('bias', self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
@@ -285,7 +291,7 @@ class ConvTranspose2x(_Stride2Conv):
 
   Attributes:
     features: output channels.
-    kernel_size: square kernel size ``k`` (any ``k >= 1``; DCGAN uses 4 or 5).
+    kernel_size: ``k`` or ``(kh, kw)``, any size >= 1 (DCGAN uses 4 or 5).
     use_bias, kernel_init, bias_init, param_dtype, precision: as in Flax
       (note the DCGAN default ``kernel_init=normal(0.02)``, not Flax's).
     dtype: compute dtype (e.g. ``jnp.bfloat16``), promoted like Flax does;

@@ -121,6 +121,17 @@ def test_subpixel_variants_all_kernel_sizes(variant, k):
             _rand(1, (k, k, CIN, COUT)))
 
 
+def test_non_square_kernel():
+  x = _rand(0, (BATCH, 5, 4, CIN))
+  w = _rand(1, (3, 4, CIN, COUT))
+  for variant in ('fused', 'phase'):
+    _check_fn(lambda x, w: L.conv_transpose_2x_subpixel(x, w, variant=variant),
+              L.conv_transpose_2x_xla, x, w)
+  _check_fn(L.conv_2x_subpixel, L.conv_2x_xla, x, w)
+  shapes = jax.eval_shape(L.ConvTranspose2x(COUT, (3, 4)).init, jax.random.key(0), x)
+  assert shapes['params']['kernel'].shape == (3, 4, CIN, COUT)
+
+
 @pytest.mark.parametrize('k', [1, 2, 6, 7])
 def test_conv2x_subpixel_other_kernel_sizes(k):
   _check_fn(L.conv_2x_subpixel, L.conv_2x_xla, _rand(0, (BATCH, 7, 8, CIN)),
