@@ -40,6 +40,9 @@ def save_png(array: np.ndarray, path: str, scale: int = 1) -> str:
   try:
     with os.fdopen(fd, 'wb') as f:
       img.save(f, format='PNG')
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a PNG should be readable like any other file
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
