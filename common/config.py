@@ -18,7 +18,7 @@ def _f(default, help, **kw):
 @dataclasses.dataclass(frozen=True)
 class Config:
   # What to train.
-  model: str = _f('dcgan', 'model to train', choices=('dcgan', 'cdcgan', 'bigan', 'latent_regressor',
+  model: str = _f('dcgan', 'model to train', choices=('dcgan', 'cdcgan', 'mlp_gan', 'bigan', 'latent_regressor',
                                                        'joint_latent_regressor', 'autoencoder'))
   dataset: str = _f('digits', "dataset name (digits, mnist, fashion_mnist, cifar10, svhn, celeba, lsun, "
                               "lsun/<category>, imagenet32, folder:PATH)")
@@ -76,6 +76,16 @@ class Config:
   num_samples: int = _f(64, 'images in each sample grid')
   on_nan: str = _f('stop', 'on a non-finite loss: stop (keep the last good checkpoint) or rollback',
                    choices=('stop', 'rollback'))
+
+  # Periodic sample-quality evaluation (common.evaluation; docs/evaluation.md).
+  eval_every: int = _f(0, 'steps between sample-quality evaluations (0: none); the best state is kept in WORKDIR/best')
+  eval_metric: str = _f('fid', 'metric that picks the best checkpoint', choices=('fid', 'kid', 'precision', 'recall',
+                                                                                   'density', 'coverage'))
+  eval_samples: int = _f(5000, 'generated images per evaluation')
+  feature_net_dir: Optional[str] = _f(None, "the project's feature classifier for --eval_every (default: "
+                                             '<data_dir>/feature_nets/<dataset>-r32, trained on first use)')
+  inception_weights: Optional[str] = _f(None, 'FID Inception-V3 weights (pt_inception-2015-12-05 .pth or .npz): '
+                                               'evaluate on Inception features instead of the classifier')
 
   # Multi-host.
   coordinator_address: Optional[str] = _f(None, 'HOST:PORT of process 0, for explicit multi-process runs')

@@ -145,6 +145,8 @@ def train(config: Config) -> dict:
             run.samples(state, step)
           if config.checkpoint_every and step % config.checkpoint_every == 0:
             run.save(state, step, batches)
+          if config.eval_every and step % config.eval_every == 0:
+            run.evaluate(state, step, batches)
         except DivergenceError as e:
           if config.on_nan != 'rollback' or run.last_good is None or rollbacks >= MAX_ROLLBACKS:
             raise
@@ -187,6 +189,7 @@ class _Run:
     self.real_diversity: Optional[float] = None
     self.best_diversity = 0.0
     self.writer = self.metrics_file = None
+    self.evaluator = self.best_ckpt = None               # --eval_every: common.evaluation, WORKDIR/best
     if self.is_main:
       os.makedirs(self.workdir, exist_ok=True)
       with open(os.path.join(self.workdir, 'config.json'), 'w') as f:
@@ -226,14 +229,56 @@ class _Run:
     self.flush()
     if not _all_finite(state.params):
       raise DivergenceError(f'non-finite parameters at step {step}; the last good checkpoint is {self.last_good}')
-    data_state = {**batches.state(), 'step': step, 'channels': self.info.channels,
-                  'num_classes': self.info.num_classes, 'dataset': self.info.name}
     try:
-      self.ckpt.save(step, state, data_state, self.config.to_dict(), force=True)
+      self.ckpt.save(step, state, self._data_state(batches, step), self.config.to_dict(), force=True)
       self.ckpt.wait()
     except (OSError, ValueError) as e:  # tensorstore reports a full disk as ValueError(RESOURCE_EXHAUSTED)
       raise self._storage_error(f'checkpoint at step {step}', e) from e
     self.last_good = step
+
+  def _data_state(self, batches, step: int) -> dict:
+    return {**batches.state(), 'step': step, 'channels': self.info.channels,
+            'num_classes': self.info.num_classes, 'dataset': self.info.name}
+
+  def evaluate(self, state, step: int, batches) -> None:
+    """--eval_every: measures --eval_metric (common.evaluation.TrainingEvaluator), logs it to TensorBoard
+    ('eval/<metric>') and WORKDIR/eval.jsonl, and saves the state to WORKDIR/best when it is the best so far
+    (one checkpoint, same layout: ``checkpoint.load(WORKDIR + '/best')``). The best value survives a resume."""
+    from common import evaluation
+    if self.evaluator is None:
+      self.evaluator = evaluation.TrainingEvaluator(self.config, self.model, log=_print)
+      self.best_ckpt = ckpt_lib.Checkpointer(os.path.join(self.workdir, 'best'), keep=1, async_save=False)
+      saved = self.best_ckpt.read_json('data')
+      if saved and saved.get('eval_metric') == self.evaluator.metric:
+        self.evaluator.best = saved.get('eval_value')
+    self.flush()
+    t = time.time()
+    values = self.evaluator.measure(state)
+    value = values[self.evaluator.metric]
+    best = self.evaluator.improves(value) and _all_finite(state.params)
+    if best:
+      for s in self.best_ckpt.all_steps():     # a resumed run may come back below the kept step
+        if s >= step:
+          self.best_ckpt.manager.delete(s)
+      data_state = {**self._data_state(batches, step), 'eval_metric': self.evaluator.metric, 'eval_value': value}
+      try:
+        self.best_ckpt.save(step, state, data_state, self.config.to_dict(), force=True)
+        self.best_ckpt.wait()
+      except (OSError, ValueError) as e:
+        raise self._storage_error(f'best checkpoint at step {step}', e) from e
+      self.evaluator.best = value
+    note = 'best so far: saved to best/' if best else f'best {self.evaluator.best:.4g}'
+    _print(f'eval step {step}: ' + ' '.join(f'{k} {v:.4g}' for k, v in values.items() if isinstance(v, float))
+           + f' ({note}) | {time.time() - t:.1f}s')
+    if self.is_main:
+      if self.writer is not None:
+        for k, v in values.items():
+          self.writer.add_scalar(f'eval/{k}', v, step)
+      try:
+        with open(os.path.join(self.workdir, 'eval.jsonl'), 'a') as f:
+          f.write(json.dumps({'step': step, **values, 'best': best}) + '\n')
+      except OSError as e:
+        raise self._storage_error('evaluation log', e) from e
 
   def wait(self) -> None:
     try:
@@ -306,7 +351,8 @@ class _Run:
     return _diversity(x) / max(self.real_diversity, 1e-8)
 
   def close(self) -> None:
-    for what, closer in (('checkpoint', self.ckpt.close), ('TensorBoard log', self.writer and self.writer.close),
+    for what, closer in (('checkpoint', self.ckpt.close), ('best checkpoint', self.best_ckpt and self.best_ckpt.close),
+                         ('TensorBoard log', self.writer and self.writer.close),
                          ('metrics log', self.metrics_file and self.metrics_file.close)):
       try:
         if closer:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from common.config import Config
 
-MODELS = ('dcgan', 'cdcgan', 'bigan', 'latent_regressor', 'joint_latent_regressor', 'autoencoder')
+MODELS = ('dcgan', 'cdcgan', 'mlp_gan', 'bigan', 'latent_regressor', 'joint_latent_regressor', 'autoencoder')
 
 
 def build_model(config: Config, channels: int, num_classes: int | None):
@@ -23,6 +23,11 @@ def build_model(config: Config, channels: int, num_classes: int | None):
     if name == 'cdcgan' and not num_classes:
       raise ValueError(f'--model=cdcgan needs a labelled dataset; {config.dataset} has no labels')
     return DCGAN(config, channels=channels, num_classes=num_classes if name == 'cdcgan' else 0)
+  if name == 'mlp_gan':
+    from dcgan_jax.mlp_gan import MLPGAN
+    if not num_classes:
+      raise ValueError(f'--model=mlp_gan needs a labelled dataset; {config.dataset} has no labels')
+    return MLPGAN(config, channels=channels, num_classes=num_classes)
   if name in ('bigan', 'latent_regressor', 'joint_latent_regressor', 'autoencoder'):
     from bigan_jax.train import build
     return build(config, channels=channels, num_classes=num_classes)

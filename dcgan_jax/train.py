@@ -169,3 +169,14 @@ class DCGAN:
     """D's probability that x is real (running batchnorm statistics)."""
     _, D = self.networks()
     return jax.nn.sigmoid(D.apply(state.variables('D'), x, y, train=False))
+
+  def features(self, state: TrainState, x, layer: Optional[str] = None, pool: Optional[int] = 4, y=None):
+    """Section 5.1 features of images x: D's activations (running batchnorm statistics) of every layer
+    ('conv1_act', ...; ``layer`` picks some, comma-separated), each max-pooled to a ``pool`` x ``pool`` grid
+    (None: not pooled), flattened and concatenated (``common.evaluation.pool_concat``). The conditional D
+    needs the labels ``y``. Jitted."""
+    from common import evaluation
+    if self.num_classes and y is None:
+      raise ValueError('the conditional D needs the labels y of the images')
+    layers = tuple(s for s in layer.split(',') if s) if layer else None
+    return evaluation.sown_features(self.networks()[1], state.variables('D'), (x, y), layers, pool)
