@@ -102,13 +102,7 @@ def run(a) -> str:
 
 
 def main(argv=None) -> int:
-  a = parse(argv)
-  try:
-    run(a)
-  except (FileNotFoundError, ValueError, OSError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
-  return 0
+  return _path.run_main(parse, run, argv)
 
 
 if __name__ == '__main__':

@@ -25,3 +25,18 @@ def tiny_dcgan_run(tmp_path_factory, data_dir):
   loop.train(Config(model='dcgan', dataset='digits', resolution=16, width=16, z_dim=32, batch_size=32, steps=40,
                     log_every=20, sample_every=0, checkpoint_every=40, workdir=wd, data_dir=data_dir))
   return wd
+
+
+@pytest.fixture(scope='session')
+def load_cli():
+  """``load_cli(name)`` imports launch/<name>.py as a module (launch/ holds scripts, not a package)."""
+  import importlib.util
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  sys.path.insert(0, os.path.join(root, 'launch'))
+
+  def load(name):
+    spec = importlib.util.spec_from_file_location(f'launch_{name}', os.path.join(root, 'launch', f'{name}.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+  return load

@@ -1,26 +1,13 @@
 """De-duplication with the hashing autoencoder (DCGAN 4.1.1): grouping, planted near-duplicates, the CLI."""
 import contextlib
-import importlib.util
 import io
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from common import dedup
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load_cli(name):
-  sys.path.insert(0, os.path.join(ROOT, 'launch'))
-  spec = importlib.util.spec_from_file_location(f'launch_{name}', os.path.join(ROOT, 'launch', f'{name}.py'))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
 
 
 def planted_dataset(n_distinct=300, n_copies=60, size=64, channels=1, sigma=8.0, quality=75, seed=0):
@@ -101,8 +88,8 @@ def test_save_and_load_give_the_same_hash(tmp_path):
     again.codes(x[:, :1024])
 
 
-def test_cli_writes_kept_groups_and_picture_then_reloads(tmp_path, data_dir):
-  cli = _load_cli('dedup')
+def test_cli_writes_kept_groups_and_picture_then_reloads(tmp_path, data_dir, load_cli):
+  cli = load_cli('dedup')
   out = tmp_path / 'dedup'
   args = ['--dataset=digits', f'--data_dir={data_dir}', f'--out={out}', '--steps=100', '--batch_size=32']
   text = io.StringIO()

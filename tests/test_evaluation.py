@@ -14,21 +14,9 @@ from scipy import linalg
 from common import checkpoint, data, evaluation, feature_net, loop, metrics
 from common.config import Config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TINY = dict(dataset='digits', resolution=8, width=8, z_dim=16, batch_size=16, log_every=2, sample_every=0,
             num_samples=16)
-
-
-def _load_cli(name):
-  """Imports launch/<name>.py as a module (launch/ is scripts, not a package)."""
-  import importlib.util
-  import sys
-  sys.path.insert(0, os.path.join(ROOT, 'launch'))
-  spec = importlib.util.spec_from_file_location(f'launch_{name}', os.path.join(ROOT, 'launch', f'{name}.py'))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
 
 
 def _np_max_pool(h, grid):
@@ -214,10 +202,10 @@ def test_precision_recall_density_coverage_sanity():
 # -- feature network and cached real statistics --------------------------------------------------------------
 
 @pytest.fixture(scope='module')
-def classifier_dir(tmp_path_factory, data_dir):
+def classifier_dir(tmp_path_factory, data_dir, load_cli):
   """A tiny feature classifier for digits, trained through the CLI."""
   out = str(tmp_path_factory.mktemp('feature_net'))
-  cli = _load_cli('evaluate')
+  cli = load_cli('evaluate')
   rc = cli.main(['--train_feature_net', '--dataset=digits', f'--data_dir={data_dir}', f'--feature_net_dir={out}',
                  '--steps=40', '--feature_resolution=16', '--batch_size=64'])
   assert rc == 0
@@ -246,7 +234,7 @@ def test_real_statistics_are_cached(classifier_dir, data_dir, monkeypatch):
 
 # -- best checkpoint during training -------------------------------------------------------------------------
 
-def test_eval_every_keeps_the_best_checkpoint(tmp_path, data_dir, monkeypatch):
+def test_eval_every_keeps_the_best_checkpoint(tmp_path, data_dir, monkeypatch, load_cli):
   seq = iter([5.0, 3.0, 4.0, 6.0, 3.5, 2.0])
   monkeypatch.setattr(evaluation.TrainingEvaluator, 'measure', lambda self, state: {'fid': next(seq)})
   wd = str(tmp_path)
@@ -262,7 +250,7 @@ def test_eval_every_keeps_the_best_checkpoint(tmp_path, data_dir, monkeypatch):
   # Resumed: the best value (3.0) is remembered; 3.5 does not replace it, 2.0 does.
   loop.train(cfg.replace(steps=12))
   assert checkpoint.Checkpointer(os.path.join(wd, 'best')).all_steps() == [12]
-  cli = _load_cli('evaluate')
+  cli = load_cli('evaluate')
   a = cli.parse([f'--workdir={wd}', '--best', '--eval=knn'])
   _, state, _ = cli.load_run(a)
   assert int(state.step) == 12
@@ -282,15 +270,20 @@ def test_training_evaluator_on_the_feature_net(tiny, data_dir, classifier_dir):
 
 # -- the command line, end to end ----------------------------------------------------------------------------
 
-def _run(*argv):
-  cli = _load_cli('evaluate')
-  out, err = io.StringIO(), io.StringIO()
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    rc = cli.main(list(argv))
-  return rc, out.getvalue(), err.getvalue()
+@pytest.fixture
+def _run(load_cli):
+  """``_run(*argv)`` runs launch/evaluate.py in this process: (exit code, stdout, stderr)."""
+  cli = load_cli('evaluate')
+
+  def run(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+      rc = cli.main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+  return run
 
 
-def test_cli_svm_table(tiny_dcgan_run, data_dir):
+def test_cli_svm_table(tiny_dcgan_run, data_dir, _run):
   rc, out, err = _run(f'--workdir={tiny_dcgan_run}', '--eval=svm', f'--data_dir={data_dir}', '--labels_per_class=10',
                       '--draws=2', '--val_size=100', '--svm_C=0.01')
   assert rc == 0, err
@@ -299,7 +292,7 @@ def test_cli_svm_table(tiny_dcgan_run, data_dir):
   assert '10 per class x 2 draws' in row and '±' in row
 
 
-def test_cli_quality_table(tiny_dcgan_run, data_dir, classifier_dir):
+def test_cli_quality_table(tiny_dcgan_run, data_dir, classifier_dir, _run):
   args = (f'--workdir={tiny_dcgan_run}', '--eval=quality', f'--data_dir={data_dir}',
           f'--feature_net_dir={classifier_dir}', '--num_samples=128', '--kid_subsets=5', '--kid_subset_size=64')
   rc, out, err = _run(*args)
@@ -311,7 +304,7 @@ def test_cli_quality_table(tiny_dcgan_run, data_dir, classifier_dir):
 
 
 @pytest.mark.parametrize('model', ['cdcgan', pytest.param('mlp_gan', marks=pytest.mark.slow)])
-def test_cli_nn_generated(model, tmp_path, data_dir):
+def test_cli_nn_generated(model, tmp_path, data_dir, _run):
   wd = str(tmp_path / model)
   loop.train(Config(model=model, **TINY, hidden=32, workdir=wd, data_dir=data_dir, steps=4, checkpoint_every=4))
   rc, out, err = _run(f'--workdir={wd}', '--eval=nn_generated', '--samples_per_class=20', '--gen_batch=64')
@@ -341,7 +334,7 @@ def test_mlp_gan_is_a_conditional_mlp_dcgan():
     registry.build_model(Config(model='mlp_gan'), channels=1, num_classes=None)
 
 
-def test_cli_errors_are_one_line(tiny_dcgan_run, data_dir):
+def test_cli_errors_are_one_line(tiny_dcgan_run, data_dir, _run):
   for argv, message in ((['--eval=svm', '--best'], 'no best checkpoint'),
                         (['--eval=nn_generated'], 'label-conditioned'),
                         (['--eval=quality', '--inception_weights=/nonexistent/pt_inception.pth'], 'does not exist')):

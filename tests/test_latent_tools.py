@@ -1,10 +1,8 @@
 """Latent-space tools (DCGAN 6.1, 6.3; Figures 4, 6, 7, 8): what each operation computes, and the CLI."""
 import contextlib
-import importlib.util
 import io
 import json
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,16 +11,6 @@ import pytest
 
 from dcgan_jax import forget
 from dcgan_jax import latent_tools as lt
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load_cli(name):
-  sys.path.insert(0, os.path.join(ROOT, 'launch'))
-  spec = importlib.util.spec_from_file_location(f'launch_{name}', os.path.join(ROOT, 'launch', f'{name}.py'))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
 
 
 @pytest.fixture(scope='module')
@@ -178,8 +166,8 @@ def test_dropped_maps_are_zero_in_the_forward_pass_and_change_the_output(tiny, t
 # -- command line -------------------------------------------------------------------------------------------
 
 
-def test_cli_every_operation_writes_pngs(tiny_dcgan_run, tmp_path):
-  cli = _load_cli('latent')
+def test_cli_every_operation_writes_pngs(tiny_dcgan_run, tmp_path, load_cli):
+  cli = load_cli('latent')
   wd, d = tiny_dcgan_run, tmp_path
   sheet = str(d / 'sheet.png')
 

@@ -80,14 +80,6 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, data_dir):
   assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(state.params))
 
 
-def _load_cli(name):
-  """Imports launch/<name>.py as a module (launch/ is scripts, not a package)."""
-  import importlib.util
-  sys.path.insert(0, os.path.join(ROOT, 'launch'))
-  spec = importlib.util.spec_from_file_location(f'launch_{name}', os.path.join(ROOT, 'launch', f'{name}.py'))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
 
 
 def _cli(*args, env=None, timeout=240):
@@ -107,10 +99,10 @@ def test_train_help_lists_every_flag():
     (['--dataset=nosuchset'], 'unknown dataset'),
     (['--resolution=48'], 'resolution 48 is not supported'),
 ])
-def test_bad_input_is_a_one_line_error(flags, message, tmp_path, data_dir):
+def test_bad_input_is_a_one_line_error(flags, message, tmp_path, data_dir, load_cli):
   import contextlib
   import io
-  train_cli = _load_cli('train')
+  train_cli = load_cli('train')
   err = io.StringIO()
   with contextlib.redirect_stderr(err):
     rc = train_cli.main([f'--workdir={tmp_path}', f'--data_dir={data_dir}', '--steps=1', *flags])

@@ -1,9 +1,6 @@
 """Guided backpropagation (DCGAN 6.2, Figure 5) and filter pictures (BiGAN Figure 3), and their CLI."""
 import contextlib
-import importlib.util
 import io
-import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,16 +10,6 @@ from flax import linen as nn
 
 from common import visualize as vis
 from dcgan_jax.models import Discriminator, Generator
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load_cli(name):
-  sys.path.insert(0, os.path.join(ROOT, 'launch'))
-  spec = importlib.util.spec_from_file_location(f'launch_{name}', os.path.join(ROOT, 'launch', f'{name}.py'))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
 
 
 def test_guided_activations_follow_the_rule():
@@ -129,8 +116,8 @@ def test_network_filters_of_d_g_and_e():
   assert vis.network_filters({'G': p1}, channels=1, resolution=16)['G'][0] == 'conv2'
 
 
-def test_cli_guided_backprop_and_filters(tiny_dcgan_run, tmp_path):
-  cli = _load_cli('visualize')
+def test_cli_guided_backprop_and_filters(tiny_dcgan_run, tmp_path, load_cli):
+  cli = load_cli('visualize')
   out = io.StringIO()
   with contextlib.redirect_stdout(out):
     assert cli.main([f'--workdir={tiny_dcgan_run}', '--what=guided_backprop', '--maps=0,1,2', '--num_images=32',
