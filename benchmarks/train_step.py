@@ -14,7 +14,8 @@ steps is reported. One JSON object per configuration goes to stdout:
   model, resolution, batch_size, jax_img_per_s, torch_img_per_s, torch_compile_img_per_s (null unless
   --torch_compile and it works), ratio (jax over the faster torch), jax_compile_s, jax_step_ms,
   torch_step_ms, pipeline_img_per_s (the input pipeline on the embedded digits data at that resolution,
-  to show whether training would be input-bound), device.
+  to show whether training would be input-bound), device, xla_flags (what XLA ran with: the project's
+  defaults from common/xla_flags.py unless DCGAN_JAX_XLA_DEFAULTS=0).
 """
 from __future__ import annotations
 
@@ -303,7 +304,8 @@ def run(name, batch_size, reps, torch_=True, compile_=False, dtype='float32', pi
           'jax_step_ms': round(1000 * statistics.median(tj), 1),
           'torch_step_ms': round(1000 * statistics.median(tt), 1) if tt else None,
           'pipeline_img_per_s': round(pipeline_img_per_s(res, batch_size)) if pipeline else None,
-          'device': f'{jax.devices()[0].platform}:{jax.devices()[0].device_kind}'}
+          'device': f'{jax.devices()[0].platform}:{jax.devices()[0].device_kind}',
+          'xla_flags': os.environ.get('XLA_FLAGS', '')}   # common/xla_flags.py's defaults included
 
 
 def main(argv=None):

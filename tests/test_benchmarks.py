@@ -21,6 +21,7 @@ def test_train_step_benchmark_jax_half(capsys, data_dir, monkeypatch):
   assert r['model'] == 'tiny' and r['batch_size'] == 8 and r['resolution'] == 8
   assert r['jax_img_per_s'] > 0 and r['jax_compile_s'] > 0 and r['pipeline_img_per_s'] > 0
   assert r['torch_img_per_s'] is None and r['ratio'] is None
+  assert r['xla_flags'] == os.environ.get('XLA_FLAGS', '')     # recorded, with the project's defaults if applied
 
 
 def test_scaling_benchmark_runs_on_several_devices():
