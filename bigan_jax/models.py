@@ -211,6 +211,7 @@ class AlexNetEncoder(nn.Module):
   z_dim: int = 200
   groups: int = 2
   channel_scale: float = 1.0    # < 1 for tiny test networks
+  conv_impl: str = 'auto'       # layers.grouped_conv / max_pool: CPU-fast forms of the same function, or 'xla'
   axis_name: Optional[str] = None
   dtype: Any = None
 
@@ -220,11 +221,11 @@ class AlexNetEncoder(nn.Module):
     h = x
     for i, (name, k, s, c, g, pool) in enumerate(ALEXNET, start=1):
       c = max(int(c * self.channel_scale) // 2 * 2, 2)
-      h = nn.Conv(c, (k, k), strides=(s, s), padding='SAME', use_bias=False, kernel_init=init_normal,
-                  feature_group_count=g if self.groups > 1 else 1, dtype=dt, name=name)(h)
+      h = layers.GroupedConv(c, k, strides=s, groups=g if self.groups > 1 else 1, kernel_init=init_normal,
+                             dtype=dt, impl=self.conv_impl, name=name)(h)
       h = nn.leaky_relu(_bn(train, self.axis_name, f'bn{i}', True, dt)(h), 0.2)
       self.sow('intermediates', f'{name}_act', h)
       if pool:
-        h = nn.max_pool(h, (3, 3), strides=(2, 2), padding='SAME')
+        h = layers.max_pool(h, 3, 2, impl=self.conv_impl)
         self.sow('intermediates', f'pool{i}', h)
     return nn.Dense(self.z_dim, kernel_init=init_normal, dtype=dt, name='out')(flatten(h)).astype(jnp.float32)

@@ -219,3 +219,32 @@ def test_checkpoint_interchange_between_impls():
   mods = [L.ConvTranspose2x(16, impl=i) for i in ('xla', 'subpixel')]
   ys = jax.jit(lambda p, x: [m.apply(p, x) for m in mods])(params, x)
   _close(ys[1], ys[0])
+
+
+@pytest.mark.parametrize('groups,stride', [(2, 1), (1, 4), (4, 2)])
+def test_grouped_conv_equals_flax_conv(groups, stride):
+  """GroupedConv('split') is nn.Conv(feature_group_count=groups): same parameters, outputs and gradients."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 9, 9, 8))
+  ref = nn.Conv(12, (3, 3), strides=(stride, stride), padding='SAME', use_bias=False, feature_group_count=groups,
+                kernel_init=nn.initializers.normal(0.02))
+  ours = L.GroupedConv(12, 3, strides=stride, groups=groups, impl='split')
+  v_ref, v = ref.init(jax.random.PRNGKey(1), x), ours.init(jax.random.PRNGKey(1), x)
+  assert v['params']['kernel'].shape == (3, 3, 8 // groups, 12)
+  np.testing.assert_array_equal(v['params']['kernel'], v_ref['params']['kernel'])
+  ct = jax.random.normal(jax.random.PRNGKey(2), ref.apply(v_ref, x).shape)
+  y_ref, vjp_ref = jax.vjp(lambda v, x: ref.apply(v, x), v_ref, x)
+  y, vjp = jax.vjp(lambda v, x: ours.apply(v, x), v, x)
+  np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree_util.tree_leaves(vjp(ct)), jax.tree_util.tree_leaves(vjp_ref(ct))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('size', [16, 9, 4])
+def test_max_pool_slices_equals_flax(size):
+  x = jax.random.normal(jax.random.PRNGKey(size), (2, size, size, 5))
+  ref = lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding='SAME')     # noqa: E731
+  y_ref, vjp_ref = jax.vjp(ref, x)
+  y, vjp = jax.vjp(lambda x: L.max_pool(x, 3, 2, impl='slices'), x)
+  np.testing.assert_array_equal(y, y_ref)
+  ct = jax.random.normal(jax.random.PRNGKey(1), y.shape)
+  np.testing.assert_allclose(vjp(ct)[0], vjp_ref(ct)[0], rtol=1e-6, atol=1e-6)   # no ties in random data
