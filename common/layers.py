@@ -91,9 +91,6 @@ __all__ = [
 ]
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
-_IMPLS = ('auto', 'subpixel', 'xla')
-
-
 def backend_default_impl(backend: str | None = None) -> str:
   """What ``impl='auto'`` resolves to: 'subpixel' on CPU, 'xla' elsewhere.
 
@@ -103,10 +100,14 @@ def backend_default_impl(backend: str | None = None) -> str:
   return 'subpixel' if backend == 'cpu' else 'xla'
 
 
-def _resolve(impl: str) -> str:
-  if impl not in _IMPLS:
-    raise ValueError(f'impl must be one of {_IMPLS}, got {impl!r}')
-  return backend_default_impl() if impl == 'auto' else impl
+def _resolve(impl: str, cpu_form: str = 'subpixel') -> str:
+  """``impl`` validated; 'auto' becomes ``cpu_form`` (this layer's CPU-fast form) on CPU and 'xla' elsewhere."""
+  allowed = ('auto', cpu_form, 'xla')
+  if impl not in allowed:
+    raise ValueError(f'impl must be one of {allowed}, got {impl!r}')
+  if impl != 'auto':
+    return impl
+  return cpu_form if backend_default_impl() == 'subpixel' else 'xla'
 
 
 # --------------------------------------------------------------------------
@@ -406,13 +407,10 @@ def grouped_conv(x, kernel, strides: int, groups: int, impl: str = 'auto', preci
   gradients of ``feature_group_count > 1`` convs are slow (the AlexNet encoder's fwd+bwd at B=64, 64x64
   took 395 ms grouped, 192 ms with the groups removed, 93 ms in PyTorch).
   """
-  impl = 'split' if impl == 'auto' and backend_default_impl() == 'subpixel' else impl
   conv = functools.partial(lax.conv_general_dilated, window_strides=(strides, strides), padding='SAME',
                            dimension_numbers=_DN, precision=precision)
-  if groups == 1 or impl in ('xla', 'auto'):
+  if groups == 1 or _resolve(impl, 'split') == 'xla':
     return conv(x, kernel, feature_group_count=groups)
-  if impl != 'split':
-    raise ValueError(f"grouped conv impl must be 'auto', 'split' or 'xla', got {impl!r}")
   xs, ks = jnp.split(x, groups, axis=-1), jnp.split(kernel, groups, axis=-1)
   return jnp.concatenate([conv(xi, ki) for xi, ki in zip(xs, ks)], axis=-1)
 
@@ -448,11 +446,8 @@ def max_pool(x, window: int = 3, stride: int = 2, impl: str = 'auto'):
   ``jnp.maximum`` shares the gradient, reduce_window's select-and-scatter gives it to one). XLA:CPU's
   select-and-scatter is slow: AlexNet's pool1 gradient (B=64, 16x16x96) 25 ms vs 3 ms.
   """
-  impl = 'slices' if impl == 'auto' and backend_default_impl() == 'subpixel' else impl
-  if impl in ('xla', 'auto'):
+  if _resolve(impl, 'slices') == 'xla':
     return nn.max_pool(x, (window, window), strides=(stride, stride), padding='SAME')
-  if impl != 'slices':
-    raise ValueError(f"max_pool impl must be 'auto', 'slices' or 'xla', got {impl!r}")
   _, h, w, _ = x.shape
   (oh, th_lo, th_hi), (ow, tw_lo, tw_hi) = _conv_same_pads(h, window, stride), _conv_same_pads(w, window, stride)
   xp = jnp.pad(x, ((0, 0), (th_lo, th_hi), (tw_lo, tw_hi), (0, 0)), constant_values=-jnp.inf)
