@@ -181,6 +181,29 @@ class _BiGANFamily:
     return self.config.encoder_resolution or self.resolution
 
   @property
+  def data_range(self) -> str:
+    """'unit' ([0, 1]: the authors' MNIST networks, sigmoid G) or 'symmetric' ([-1, 1], tanh G): the range the
+    networks work in. The API (batches in, samples out) is always [-1, 1]; the model converts at its edges."""
+    r = self.config.data_range or ('unit' if self.architecture == 'mlp' else 'symmetric')
+    if r not in ('unit', 'symmetric'):
+      raise ValueError(f'unknown --data_range={r!r}: use unit or symmetric')
+    return r
+
+  def to_model(self, x):
+    """Images in [-1, 1] -> the networks' range."""
+    return (x + 1.0) * 0.5 if self.data_range == 'unit' else x
+
+  def from_model(self, x):
+    """The networks' range -> [-1, 1]."""
+    return 2.0 * x - 1.0 if self.data_range == 'unit' else x
+
+  @property
+  def e_squash(self) -> bool:
+    """E's linear output goes through 2 sigmoid - 1 (into U(-1, 1)'s support) before D sees it: the latent
+    regressors always (their loss is on logits), BiGAN by ``--encoder_output=squash`` (authors' dist.py)."""
+    return self.E_LOGITS or self.config.encoder_output == 'squash'
+
+  @property
   def encoder_kind(self) -> str:
     """'mlp', 'alexnet' (conv, encoder input >= 64 px) or 'dcgan' (conv, smaller inputs); ``--encoder`` overrides."""
     if self.architecture == 'mlp':
@@ -203,21 +226,25 @@ class _BiGANFamily:
     c = self.config
     if self.architecture == 'mlp':
       return models.MLPGenerator(resolution=self.resolution, channels=self.channels, hidden=c.hidden,
+                                 bias=c.layer_bias, first_bn=c.g_first_bn, z_hidden=c.z_into_g,
+                                 output='sigmoid' if self.data_range == 'unit' else 'tanh',
                                  axis_name=axis_name, dtype=c.dtype)
     return models.Generator(resolution=self.resolution, width=c.width, kernel_size=c.kernel_size,
-                            channels=self.channels, bn_scale_bias=c.bn_scale_bias is not False,
-                            axis_name=axis_name, dtype=c.dtype, upsample_impl=c.upsample_impl)
+                            channels=self.channels, bn_scale_bias=c.bn_scale_bias is not False, bias=c.layer_bias,
+                            z_hidden=c.z_into_g, axis_name=axis_name, dtype=c.dtype, upsample_impl=c.upsample_impl)
 
   def encoder(self, axis_name=None):
     c = self.config
     kind = self.encoder_kind
     if kind == 'mlp':
-      return models.MLPEncoder(z_dim=self.z_dim, hidden=c.hidden, axis_name=axis_name, dtype=c.dtype)
+      return models.MLPEncoder(z_dim=self.z_dim, hidden=c.hidden, bias=c.layer_bias, axis_name=axis_name,
+                               dtype=c.dtype)
     if kind == 'alexnet':
-      return models.AlexNetEncoder(z_dim=self.z_dim, axis_name=axis_name, dtype=c.dtype)
+      return models.AlexNetEncoder(z_dim=self.z_dim, pool5=c.alexnet_pool5, bias=c.layer_bias, axis_name=axis_name,
+                                   dtype=c.dtype)
     if kind == 'dcgan':
       return models.ConvEncoder(resolution=self.encoder_resolution, width=c.width, kernel_size=c.kernel_size,
-                                z_dim=self.z_dim, bn_scale_bias=c.bn_scale_bias is not False,
+                                z_dim=self.z_dim, bn_scale_bias=c.bn_scale_bias is not False, bias=c.layer_bias,
                                 axis_name=axis_name, dtype=c.dtype)
     raise ValueError(f'unknown --encoder={kind!r}: use alexnet or dcgan')
 
@@ -225,10 +252,13 @@ class _BiGANFamily:
     c = self.config
     joint = self.D_KIND == 'joint'
     if self.architecture == 'mlp':
-      return models.MLPDiscriminator(hidden=c.hidden, joint=joint, axis_name=axis_name, dtype=c.dtype)
+      return models.MLPDiscriminator(hidden=c.hidden, joint=joint, z_into=c.z_into_d, bias=c.layer_bias,
+                                     logit_init=c.d_logit_init, axis_name=axis_name, dtype=c.dtype)
     common = dict(resolution=self.resolution, width=c.width, kernel_size=c.kernel_size,
                   bn_scale_bias=c.bn_scale_bias is not False, axis_name=axis_name, dtype=c.dtype)
-    return models.JointDiscriminator(**common) if joint else models.Discriminator(**common)
+    if joint:
+      return models.JointDiscriminator(z_into=c.z_into_d, bias=c.layer_bias, logit_init=c.d_logit_init, **common)
+    return models.Discriminator(**common)
 
   def networks(self, axis_name: Optional[str] = None) -> dict:
     make = {'G': self.generator, 'D': self.discriminator, 'E': self.encoder}
@@ -286,12 +316,25 @@ class _BiGANFamily:
 
   # -- using a trained model -------------------------------------------------------------------------------
 
+  def images_from_g(self, raw):
+    """G's raw output -> images in [-1, 1]."""
+    if self.data_range == 'unit' and self.architecture != 'mlp':
+      raw = (raw + 1.0) * 0.5
+    return self.from_model(raw)
+
+  def _g(self, G, params, batch_stats, z, train: bool):
+    """G(z) in the networks' range (the conv G's tanh moved to [0, 1] for 'unit'); in training mode
+    (output, updated batch_stats)."""
+    out = _apply(G, params, batch_stats, z, train=train)
+    fix = (lambda x: (x + 1.0) * 0.5) if self.data_range == 'unit' and self.architecture != 'mlp' else (lambda x: x)
+    return (fix(out[0]), out[1]) if train else fix(out)
+
   def _generate(self, state, z, use_running_average: bool = True):
+    """G(z) in [-1, 1] (running batchnorm statistics, or this batch's)."""
     G = self.networks()['G']
     if use_running_average:
-      return G.apply(state.variables('G'), z, train=False)
-    x, _ = G.apply(state.variables('G'), z, train=True, mutable=['batch_stats'])
-    return x
+      return self.from_model(self._g(G, state.params['G'], state.batch_stats.get('G'), z, train=False))
+    return self.from_model(self._g(G, state.params['G'], state.batch_stats.get('G'), z, train=True)[0])
 
   @functools.partial(jax.jit, static_argnums=(0,), static_argnames=('use_running_average',))
   def generate(self, state: TrainState, z, use_running_average: bool = True):
@@ -304,66 +347,70 @@ class _BiGANFamily:
     return self._generate(state, sample_z(key, n, self.z_dim), use_running_average)
 
   def _e_train(self, E, params, batch_stats, x):
-    """E(x) in training mode: (z, updated batch_stats); z = 2 sigmoid(E's output) - 1 when ``E_LOGITS``."""
+    """E(x) in training mode on x in the networks' range: (z, updated batch_stats); z = 2 sigmoid(E's output) - 1
+    when ``e_squash``."""
     out, bs = _apply(E, params, batch_stats, x, train=True)
-    return (logits_to_z(out) if self.E_LOGITS else out), bs
+    return (logits_to_z(out) if self.e_squash else out), bs
 
-  def _encode(self, state, x, capture: bool = False):
+  def _encode(self, state, x):
     E = self.networks()['E']
-    if capture:
-      out, inter = E.apply(state.variables('E'), x, train=False, mutable=['intermediates'])
-    else:
-      out, inter = E.apply(state.variables('E'), x, train=False), None
-    z = logits_to_z(out) if self.E_LOGITS else out
-    return z, inter
+    out = E.apply(state.variables('E'), self.to_model(x), train=False)
+    return logits_to_z(out) if self.e_squash else out
 
   @functools.partial(jax.jit, static_argnums=(0,))
   def encode(self, state: TrainState, x):
-    """E(x) (running batchnorm statistics); x at the encoder resolution. Latent regressors: 2 sigmoid - 1."""
-    return self._encode(state, x)[0]
+    """E(x) as D sees it (running batchnorm statistics); x in [-1, 1] at the encoder resolution. With
+    ``e_squash``: 2 sigmoid(E's linear output) - 1."""
+    return self._encode(state, x)
 
   @functools.partial(jax.jit, static_argnums=(0,))
   def reconstruct(self, state: TrainState, x):
-    """G(E(x)) at G's resolution."""
-    return self._generate(state, self._encode(state, x)[0])
+    """G(E(x)) at G's resolution, in [-1, 1]."""
+    return self._generate(state, self._encode(state, x))
 
   def display(self, x):
     """Real images as G makes them (resized down when the encoder sees a larger size), for side-by-side sheets."""
     return _resize(jnp.asarray(x), self.resolution)
 
   def default_feature_layer(self) -> str:
-    """MLP: 'z', the encoder output E(x) (Table 1's "feature space learned by BiGAN"; the 50-D latent).
-    Conv: the last convolutional block before the linear map to z ('pool5' for AlexNet)."""
+    """MLP: 'logits', E's linear output (the authors' ``NNC_e``: E(x) before 2 sigmoid - 1; the 50-D latent).
+    Conv: the last convolutional block before the linear map to z ('conv5_act' for AlexNet, 'pool5' with
+    ``--alexnet_pool5``)."""
     kind = self.encoder_kind
     if kind == 'mlp':
-      return 'z'
+      return 'logits'
     if kind == 'alexnet':
-      return 'pool5'
+      return 'pool5' if self.config.alexnet_pool5 else 'conv5_act'
     return f'conv{len(models.layer_widths(self.encoder_resolution, self.config.width))}_act'
 
+  def hidden_feature_layer(self) -> str:
+    """E's last hidden layer, the input of its linear map to z (the authors' ``NNC_e-``)."""
+    if self.encoder_kind == 'mlp':
+      return 'fc2_act'
+    return self.default_feature_layer()
+
   def feature_layers(self) -> tuple:
-    """Names ``features`` accepts: E's sown activations and 'z'."""
+    """Names ``features`` accepts: E's sown activations, 'logits' (E's linear output) and 'z' (E(x) as D sees it)."""
     E = self.networks()['E']
     x = jnp.zeros((1, self.encoder_resolution, self.encoder_resolution, self.channels))
     abstract = jax.eval_shape(lambda p: E.apply(p, x, train=False, mutable=['intermediates']),
                               jax.eval_shape(lambda: E.init(jax.random.PRNGKey(0), x, train=False)))
-    return tuple(abstract[1]['intermediates']) + ('z',)
+    return tuple(abstract[1]['intermediates']) + ('logits', 'z')
 
   def features(self, state: TrainState, x, layer: Optional[str] = None):
-    """E's activations for x, flattened to (N, dims): ``layer`` names one ('fc2_act', 'conv3_act', 'pool5',
-    'z', ...) or several joined by commas (concatenated); default ``default_feature_layer()``. Jitted (one
-    compilation shared by every model with the same encoder)."""
+    """E's activations for x (in [-1, 1]), flattened to (N, dims): ``layer`` names one ('fc2_act', 'conv3_act',
+    'logits', 'z', ...) or several joined by commas (concatenated); default ``default_feature_layer()``. Jitted
+    (one compilation shared by every model with the same encoder)."""
     names = tuple((layer or self.default_feature_layer()).split(','))
-    return _features(self.networks()['E'], self.E_LOGITS, names, state.variables('E'), x)
+    return _features(self.networks()['E'], self.e_squash, names, state.variables('E'), self.to_model(x))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _features(E, e_logits: bool, names: tuple, variables, x):
+def _features(E, squash: bool, names: tuple, variables, x):
   out, inter = E.apply(variables, x, train=False, mutable=['intermediates'])
   acts = {k: v[0] for k, v in inter['intermediates'].items()}
-  acts['z'] = logits_to_z(out) if e_logits else out
-  if e_logits:
-    acts['logits'] = out
+  acts['logits'] = out
+  acts['z'] = logits_to_z(out) if squash else out
   return _select(names, acts)
 
 
@@ -385,11 +432,11 @@ class BiGAN(_BiGANFamily):
     nets = self.networks(parallel.AXIS)
     G, D, E = nets['G'], nets['D'], nets['E']
     p, bs = state.params, state.batch_stats
-    x = batch['image']                      # at the encoder resolution
+    x = self.to_model(batch['image'])       # at the encoder resolution, in the networks' range
     z = self._z(state, x.shape[0])
     x_d = _resize(x, self.resolution)       # g_X (section 3.5): identity unless E sees a larger image
 
-    fake, g_vjp, bs_g = jax.vjp(lambda pg: _apply(G, pg, bs['G'], z, train=True), p['G'], has_aux=True)
+    fake, g_vjp, bs_g = jax.vjp(lambda pg: self._g(G, pg, bs['G'], z, train=True), p['G'], has_aux=True)
     ez, e_vjp, bs_e = jax.vjp(lambda pe: self._e_train(E, pe, bs['E'], x), p['E'], has_aux=True)
 
     def d_forward(pd, ez, fake):
@@ -417,8 +464,11 @@ class BiGAN(_BiGANFamily):
 
 @dataclasses.dataclass(frozen=True)
 class JointLatentRegressor(_BiGANFamily):
-  """``--model=joint_latent_regressor``: a GAN (G, plain D(x)) and E trained at the same time; E minimises the
-  latent regressor loss on G's samples (stop-gradient into G), so G and D are exactly a plain GAN's."""
+  """``--model=joint_latent_regressor``: a GAN (G, plain D(x)) and E trained at the same time on the latent
+  regressor loss L = L(z, E(G(z))). As the authors' JLR (``--encode_gen_weight 0.25``), G's objective is its GAN
+  loss plus ``jlr_weight`` * L and E descends the gradient of that same weighted term (G and E share one
+  optimiser there; per-parameter Adam makes that the same as two). ``--jlr_weight=0``: E minimises L alone
+  with stop-gradient into G, so G and D are exactly a plain GAN's."""
   D_KIND: ClassVar[Optional[str]] = 'plain'
   E_LOGITS: ClassVar[bool] = True
 
@@ -426,10 +476,11 @@ class JointLatentRegressor(_BiGANFamily):
     nets = self.networks(parallel.AXIS)
     G, D, E = nets['G'], nets['D'], nets['E']
     p, bs = state.params, state.batch_stats
-    x = batch['image']
+    x = self.to_model(batch['image'])
     z = self._z(state, x.shape[0])
+    w = self.config.jlr_weight
 
-    fake, g_vjp, bs_g = jax.vjp(lambda pg: _apply(G, pg, bs['G'], z, train=True), p['G'], has_aux=True)
+    fake, g_vjp, bs_g = jax.vjp(lambda pg: self._g(G, pg, bs['G'], z, train=True), p['G'], has_aux=True)
 
     def d_forward(pd, fake):
       logits_real, b = _apply(D, pd, bs['D'], x, train=True)
@@ -441,12 +492,18 @@ class JointLatentRegressor(_BiGANFamily):
     d_grads = d_vjp(jax.grad(lambda lg: gan_losses(*lg)[0])(logits))[0]
     _, fake_ct = d_vjp(jax.grad(lambda lg: gan_losses(*lg)[1])(logits))
 
-    def e_loss_fn(pe):
-      z_logits, b = _apply(E, pe, bs['E'], jax.lax.stop_gradient(_resize(fake, self.encoder_resolution)),
-                           train=True)
+    def e_loss_fn(pe, fake):
+      z_logits, b = _apply(E, pe, bs['E'], _resize(fake, self.encoder_resolution), train=True)
       return latent_regression_loss(z_logits, z), (b, z_logits)
 
-    (e_loss, (bs_e, z_logits)), e_grads = jax.value_and_grad(e_loss_fn, has_aux=True)(p['E'])
+    if w:
+      (e_loss, (bs_e, z_logits)), (e_grads, fake_ct_e) = jax.value_and_grad(e_loss_fn, argnums=(0, 1),
+                                                                             has_aux=True)(p['E'], fake)
+      e_grads = jax.tree_util.tree_map(lambda g: w * g, e_grads)
+      fake_ct = fake_ct + w * fake_ct_e
+    else:
+      (e_loss, (bs_e, z_logits)), e_grads = jax.value_and_grad(e_loss_fn, has_aux=True)(
+          p['E'], jax.lax.stop_gradient(fake))
     grads = {'D': d_grads, 'G': g_vjp(fake_ct)[0], 'E': e_grads}
     lr, lf = logits
     metrics = {'d_loss': d_loss, 'g_loss': g_loss, 'e_loss': e_loss,
@@ -464,7 +521,7 @@ class JointLatentRegressor(_BiGANFamily):
     """The "discriminator features" baseline (section 4.1): D's hidden activations for x (at G's resolution;
     resized if larger), flattened; ``layer`` as in ``features`` (default: D's last hidden layer). Jitted."""
     names = tuple((layer or self.default_d_layer()).split(','))
-    return _d_features(self.networks()['D'], self.resolution, names, state.variables('D'), x)
+    return _d_features(self.networks()['D'], self.resolution, names, state.variables('D'), self.to_model(x))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -536,6 +593,7 @@ class LatentRegressor(_BiGANFamily):
     b = batch['image'].shape[0]
     z = self._z(state, b)
     fake, _ = _apply(G, state.params['G'], state.batch_stats['G'], z, train=True)   # frozen: stats discarded
+    fake = self.to_model(self.gan.images_from_g(fake))                               # the GAN's range -> ours
     fake = jax.lax.stop_gradient(_resize(fake, self.encoder_resolution))
 
     def e_loss_fn(pe):
@@ -559,12 +617,12 @@ class Autoencoder(_BiGANFamily):
   def train_step(self, state: TrainState, batch: dict):
     nets = self.networks(parallel.AXIS)
     G, E = nets['G'], nets['E']
-    x = batch['image']
+    x = self.to_model(batch['image'])
     target = _resize(x, self.resolution)
 
     def loss_fn(params):
-      z, bs_e = _apply(E, params['E'], state.batch_stats['E'], x, train=True)
-      x_hat, bs_g = _apply(G, params['G'], state.batch_stats['G'], z, train=True)
+      z, bs_e = self._e_train(E, params['E'], state.batch_stats['E'], x)
+      x_hat, bs_g = self._g(G, params['G'], state.batch_stats['G'], z, train=True)
       return reconstruction_loss(x_hat, target, self.config.recon_loss), {'E': bs_e, 'G': bs_g}
 
     (loss, bs), grads = jax.value_and_grad(loss_fn, has_aux=True)({'G': state.params['G'], 'E': state.params['E']})
@@ -595,4 +653,8 @@ def build(config: Config, channels: int, num_classes: Optional[int] = None):
   _ = model.encoder_kind   # validate architecture / encoder flags early
   if model.encoder_kind == 'dcgan':
     models.layer_widths(model.encoder_resolution, config.width)   # raises on unsupported sizes
+  if (model.D_KIND == 'joint' and model.architecture == 'conv' and config.z_into_d == 'after_first'
+      and len(models.layer_widths(model.resolution, config.width)) < 2):
+    raise ValueError(f'--resolution={model.resolution}: the joint D has a single conv layer, so z has no layer after '
+                     'the first to enter: use --resolution=16 or more, or --z_into_d=every_layer')
   return model

@@ -17,12 +17,18 @@ import orbax.checkpoint as ocp
 class Checkpointer:
   """Saves and restores ``(state, data_state, config)`` under ``workdir/checkpoints``."""
 
-  def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
+  def __init__(self, workdir: str, keep: int = 3, async_save: bool = True, keep_every: int = 0):
+    """``keep``: the newest checkpoints kept; ``keep_every``: also keep every checkpoint whose step is a
+    multiple of it (milestones for evaluating a long run later; 0: none)."""
+    from orbax.checkpoint import checkpoint_managers as policies
     self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    keep_policy = policies.LatestN(keep)
+    if keep_every:
+      keep_policy = policies.AnyPreservationPolicy([keep_policy, policies.EveryNSteps(keep_every)])
     self.manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True,
-                                             enable_async_checkpointing=async_save))
+        options=ocp.CheckpointManagerOptions(preservation_policy=keep_policy, create=True,
+                                             cleanup_tmp_directories=True, enable_async_checkpointing=async_save))
 
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()

@@ -67,12 +67,35 @@ class Config:
   hidden: int = _f(1024, 'BiGAN MLP networks: units in each of the two hidden layers (paper 1024)')
   encoder: Optional[str] = _f(None, 'BiGAN conv encoder: alexnet or dcgan (a DCGAN-D mirror; default: alexnet '
                                     'when the encoder input is >= 64 px, else dcgan)', choices=('alexnet', 'dcgan'))
+  # BiGAN fidelity options (docs/fidelity.md): defaults are the paper's where it speaks, else the authors' code's.
+  data_range: Optional[str] = _f(None, "BiGAN networks' pixel range: unit ([0, 1], sigmoid G output; default for "
+                                       "the MLP, the authors' MNIST setting) or symmetric ([-1, 1], tanh; conv "
+                                       'default)', choices=('unit', 'symmetric'))
+  encoder_output: str = _f('squash', "BiGAN: E's linear output mapped into the prior's support by 2 sigmoid - 1 "
+                                     "before D sees it (squash, authors' dist.py) or used as is (linear)",
+                           choices=('squash', 'linear'))
+  z_into_d: str = _f('after_first', 'BiGAN joint D: z added before batchnorm at every hidden layer after the '
+                                    "first (after_first: authors' code, the paper's 'each linear layer "
+                                    "thereafter') or after batchnorm at every layer and the logit (every_layer)",
+                     choices=('after_first', 'every_layer'))
+  z_into_g: bool = _f(True, "BiGAN: z re-enters G's hidden layers after the first (authors' code)")
+  g_first_bn: bool = _f(False, "BiGAN MLP G: parameter-free batchnorm after the first hidden layer too (authors' "
+                               'code; the paper: second layer only)')
+  d_logit_init: str = _f('normal', "BiGAN D's logit weights: normal (N(0, 0.02), the paper) or zero (authors' code)",
+                         choices=('normal', 'zero'))
+  layer_bias: bool = _f(False, "BiGAN: biases on linear/conv layers not followed by batchnorm (the authors' layers "
+                               'have none)')
+  alexnet_pool5: bool = _f(False, "BiGAN AlexNet E: max-pool conv5 before the map to z (authors' code: no pool5)")
+  jlr_weight: float = _f(0.25, "joint latent regressor: weight of the latent regression loss in G's and E's "
+                               "objective (authors' --encode_gen_weight 0.25); 0: E alone, G untouched")
 
   # Loop.
   log_every: int = _f(50, 'steps between progress lines and TensorBoard scalars')
   sample_every: int = _f(500, 'steps between PNG sample grids in the workdir')
   checkpoint_every: int = _f(1000, 'steps between checkpoints (one is always written at the end)')
   keep_checkpoints: int = _f(3, 'how many recent checkpoints to keep')
+  keep_every: int = _f(0, 'also keep every checkpoint whose step is a multiple of this (0: none), e.g. milestones '
+                          'of a long run to evaluate later')
   num_samples: int = _f(64, 'images in each sample grid')
   on_nan: str = _f('stop', 'on a non-finite loss: stop (keep the last good checkpoint) or rollback',
                    choices=('stop', 'rollback'))
@@ -102,7 +125,8 @@ class Config:
 # Fields whose change makes a checkpoint incompatible with the run that resumes it.
 IDENTITY_FIELDS = ('model', 'dataset', 'split', 'batch_size', 'resolution', 'z_dim', 'width', 'kernel_size',
                    'bn_scale_bias', 'architecture', 'encoder_resolution', 'recon_loss', 'seed', 'dedup',
-                   'hidden', 'encoder')
+                   'hidden', 'encoder', 'data_range', 'encoder_output', 'z_into_d', 'z_into_g', 'g_first_bn',
+                   'd_logit_init', 'layer_bias', 'alexnet_pool5')
 
 
 def diff_identity(saved: dict, current: dict) -> list[str]:

@@ -181,7 +181,7 @@ class _Run:
     self.config, self.model, self.info, self.mesh = config, model, info, mesh
     self.workdir = os.path.abspath(config.workdir)
     self.is_main = jax.process_index() == 0
-    self.ckpt = ckpt_lib.Checkpointer(self.workdir, keep=config.keep_checkpoints)
+    self.ckpt = ckpt_lib.Checkpointer(self.workdir, keep=config.keep_checkpoints, keep_every=config.keep_every)
     self.key = jax.random.PRNGKey(config.seed)
     self.sample_key = jax.random.fold_in(self.key, 0x5A3)  # fixed z: grids comparable over training
     self.pending: list[tuple[int, dict]] = []            # (step, on-device metrics) not yet fetched

@@ -58,6 +58,8 @@ class Generator(nn.Module):
   channels: int = 3
   num_classes: int = 0          # > 0: conditional G, one-hot label concatenated to z
   bn_scale_bias: bool = True    # False: batchnorm without scale and bias (conditional MNIST model)
+  bias: bool = True             # the output layer's bias (the authors' layers have none)
+  z_hidden: bool = False        # BiGAN (authors' code): z re-enters every hidden deconv, before batchnorm
   axis_name: Optional[str] = None
   dtype: Any = None
   upsample_impl: str = 'auto'
@@ -90,10 +92,14 @@ class Generator(nn.Module):
     # Fractionally-strided convolutions; batchnorm + ReLU on all but the output layer.
     for i, c in enumerate(widths[1:] + [self.channels], start=1):
       out = i == len(widths)
-      h = layers.ConvTranspose2x(c, self.kernel_size, use_bias=out, kernel_init=init_normal, dtype=dt,
-                                 impl=self.upsample_impl, name=f'conv{i}')(h)
+      h = layers.ConvTranspose2x(c, self.kernel_size, use_bias=out and self.bias, kernel_init=init_normal,
+                                 dtype=dt, impl=self.upsample_impl, name=f'conv{i}')(h)
       if out:
         return jnp.tanh(h).astype(jnp.float32)
+      if self.z_hidden:   # bias-free linear map of z, broadcast over space, N(0, 0.02 k^2) as D's z weights
+        zc = nn.Dense(c, use_bias=False, kernel_init=nn.initializers.normal(0.02 * self.kernel_size ** 2),
+                      dtype=dt, name=f'conv{i}_z')(z)
+        h = h + zc[:, None, None, :]
       h = record(f'conv{i}', nn.relu(self._bn(train, f'bn{i}')(h)))
 
 

@@ -144,6 +144,10 @@ class DCGAN:
 
   # -- using a trained model -------------------------------------------------------------------------------
 
+  def images_from_g(self, raw):
+    """G's raw output -> images in [-1, 1] (DCGAN's G already makes them)."""
+    return raw
+
   @functools.partial(jax.jit, static_argnums=(0, 3), static_argnames=('use_running_average',))
   def sample(self, state: TrainState, key, n: int, y=None, use_running_average: bool = True):
     """n images in [-1, 1] from z ~ U(-1, 1); labels y (conditional model) default to cycling classes."""

@@ -202,11 +202,23 @@ def eval_knn(a) -> int:
   dd, md = a.data_dir or config.data_dir, a.manual_dir or config.manual_dir
   train = load_split(dataset, 'train', opts, dd, md)
   test = load_split(dataset, 'test', opts, dd, md)
+  what = f'{a.metric}, {dataset}: {len(train[1])} train / {len(test[1])} test, {config.model} step {int(state.step)}'
+  hidden = _hidden_layer(model, a)
+  if hidden:   # the authors print both: NNC_e- (E's last hidden layer), then NNC_e (E(x))
+    acc = knn_from_fn(feature_fn(model, state, 'E', hidden), train, test, a.metric, a.k, a.eval_batch)
+    print(f'{a.k}-NN test accuracy on E\'s last hidden layer {hidden} ({what}): {acc:.2f}%')
   fn = feature_fn(model, state, a.net, a.layer)
   acc = knn_from_fn(fn, train, test, a.metric, a.k, a.eval_batch)
-  print(f'{a.k}-NN test accuracy ({a.metric}, {dataset}: {len(train[1])} train / {len(test[1])} test, '
-        f'{config.model} step {int(state.step)}): {acc:.2f}%')
+  print(f'{a.k}-NN test accuracy ({what}): {acc:.2f}%')
   return 0
+
+
+def _hidden_layer(model, a):
+  """E's last hidden layer when the default E(x) features are asked for and it is a different space, else None."""
+  if a.layer or (a.net or 'E') != 'E' or not hasattr(model, 'hidden_feature_layer'):
+    return None
+  hidden = model.hidden_feature_layer()
+  return hidden if hidden != model.default_feature_layer() else None
 
 
 def eval_svm(a) -> dict:
@@ -399,18 +411,26 @@ def table_1nn(a) -> list:
       model, state = loaded[name]
       fn = feature_fn(model, state, net, a.layer if net == 'E' else None)
     acc = knn_from_fn(fn, train, test, a.metric, a.k, a.eval_batch)
-    results.append(dict(method=method, accuracy=acc, paper=PAPER_1NN.get(method), steps=steps,
+    hidden = None
+    if net == 'E' and not a.layer:   # the authors' NNC_e- beside NNC_e
+      m, st = (random_model, state) if name is None else loaded[name]
+      layer = m.hidden_feature_layer()
+      if layer != m.default_feature_layer():
+        hidden = knn_from_fn(feature_fn(m, st, 'E', layer), train, test, a.metric, a.k, a.eval_batch)
+    results.append(dict(method=method, accuracy=acc, hidden=hidden, paper=PAPER_1NN.get(method), steps=steps,
                         train_s=seconds.get(name), eval_s=time.time() - t))
 
   print(f'\n{a.k}-NN test accuracy (%), {a.metric} distance, {dataset} ({len(train[1])} train / '
         f'{len(test[1])} test), features at {opts["resolution"]}x{opts["resolution"]}; paper: '
-        'permutation-invariant MNIST, 400 epochs\n')
-  print('| method | ours | paper | train steps | train s |')
-  print('|---|---:|---:|---:|---:|')
+        'permutation-invariant MNIST, 400 epochs. E(x): the encoder output (authors\' NNC_e; D: its last hidden '
+        'layer); last hidden: E\'s layer before z (NNC_e-)\n')
+  print('| method | ours: E(x) | ours: last hidden | paper | train steps | train s |')
+  print('|---|---:|---:|---:|---:|---:|')
   for r in results:
     paper = f'{r["paper"]:.2f}' if r['paper'] is not None else '-'
     secs = f'{r["train_s"]:.0f}' if r['train_s'] is not None else '-'
-    print(f'| {r["method"]} | {r["accuracy"]:.2f} | {paper} | {r["steps"] or "-"} | {secs} |')
+    hid = f'{r["hidden"]:.2f}' if r['hidden'] is not None else '-'
+    print(f'| {r["method"]} | {r["accuracy"]:.2f} | {hid} | {paper} | {r["steps"] or "-"} | {secs} |')
   return results
 
 

@@ -18,6 +18,10 @@ from dcgan_jax.train import sample_z
 
 TINY = Config(model='bigan', hidden=32, resolution=8, z_dim=8, batch_size=16, steps=100)
 CONV = Config(model='bigan', architecture='conv', resolution=8, width=8, z_dim=8, batch_size=16, steps=100)
+# The networks as this project built them before following the authors' code (tests/test_fidelity.py pins the
+# defaults); these tests keep checking that the alternatives stay available.
+LEGACY = dict(z_into_d='every_layer', layer_bias=True, z_into_g=False, encoder_output='linear',
+              data_range='symmetric', alexnet_pool5=True)
 
 
 def _batch(n=16, res=8, c=1, seed=0):
@@ -72,7 +76,8 @@ def _d_acts(D, v, x, z):
   return {**{k: np.asarray(a[0]) for k, a in inter['intermediates'].items()}, 'logit': np.asarray(logit)}
 
 
-@pytest.mark.parametrize('config', [TINY, CONV.replace(resolution=16)], ids=['mlp', 'conv'])
+@pytest.mark.parametrize('config', [TINY.replace(**LEGACY), CONV.replace(resolution=16, **LEGACY)],
+                         ids=['mlp', 'conv'])
 def test_z_is_injected_at_every_layer_of_d(config):
   model = BiGAN(config, channels=1)
   D = model.networks()['D']
@@ -95,7 +100,7 @@ def test_z_is_injected_at_every_layer_of_d(config):
 
 
 def test_conv_d_four_layers_at_64_and_z_init_scaled_by_kernel_area():
-  model = BiGAN(Config(model='bigan', z_dim=200), channels=3)
+  model = BiGAN(Config(model='bigan', z_dim=200, **LEGACY), channels=3)
   assert (model.architecture, model.resolution, model.z_dim, model.encoder_kind) == ('conv', 64, 200, 'alexnet')
   D = model.networks()['D']
   shapes = jax.eval_shape(lambda: D.init(jax.random.PRNGKey(0), jnp.zeros((2, 64, 64, 3)), jnp.zeros((2, 200)),
@@ -105,18 +110,19 @@ def test_conv_d_four_layers_at_64_and_z_init_scaled_by_kernel_area():
   assert [shapes[f'conv{i}_z']['kernel'].shape for i in range(1, 5)] == [
       (200, 128), (200, 256), (200, 512), (200, 1024)]
   # Init stds on a small conv D (values, not shapes): 0.5 for 5x5 z weights, 0.02 elsewhere.
-  small = models.JointDiscriminator(resolution=16, width=64, kernel_size=5)
+  small = models.JointDiscriminator(resolution=16, width=64, kernel_size=5, z_into='every_layer')
   p = jax.jit(lambda: small.init(jax.random.PRNGKey(0), jnp.zeros((2, 16, 16, 1)), jnp.zeros((2, 64)),
                                 train=False))()['params']
   assert abs(np.std(p['conv1_z']['kernel']) - 0.5) < 0.05 and abs(np.std(p['conv2_z']['kernel']) - 0.5) < 0.05
   assert abs(np.std(p['conv2']['kernel']) - 0.02) < 0.002 and abs(np.std(p['logit_z']['kernel']) - 0.02) < 0.006
-  mp = jax.jit(lambda: models.MLPDiscriminator(hidden=256).init(
+  mp = jax.jit(lambda: models.MLPDiscriminator(hidden=256, z_into='every_layer').init(
       jax.random.PRNGKey(0), jnp.zeros((2, 64)), jnp.zeros((2, 64)), train=False))()['params']
   assert abs(np.std(mp['fc1_z']['kernel']) - 0.02) < 0.002      # dense z weights: the standard 0.02
 
 
-def test_mlp_parameter_free_batchnorm_on_second_hidden_layer(mlp):
-  model, s = mlp
+def test_mlp_parameter_free_batchnorm_on_second_hidden_layer():
+  model = BiGAN(TINY.replace(**LEGACY), channels=1)
+  s = _init(model)
   for net in ('G', 'D', 'E'):
     p = s.params[net]
     assert 'bn2' not in p, net                       # no scale, no bias
@@ -189,10 +195,10 @@ def test_one_step_updates_d_g_and_e_simultaneously_at_current_params(mlp, mlp_st
   z = sample_z(jax.random.fold_in(s0.key, 0), 16, model.z_dim)
   bs = s0.batch_stats
 
-  def losses(p):
-    fake, _ = _apply(G, p['G'], bs['G'], z, train=True)
-    ez, _ = _apply(E, p['E'], bs['E'], x, train=True)
-    lr, b = _apply(D, p['D'], bs['D'], x, ez, train=True)
+  def losses(p):   # the networks' range and E's squash as the model defines them
+    fake, _ = model._g(G, p['G'], bs['G'], z, train=True)
+    ez, _ = model._e_train(E, p['E'], bs['E'], model.to_model(x))
+    lr, b = _apply(D, p['D'], bs['D'], model.to_model(x), ez, train=True)
     lf, _ = _apply(D, p['D'], b, fake, z, train=True)
     return bigan_losses(lr, lf)
 
@@ -267,7 +273,7 @@ def test_latent_regression_loss_is_sigmoid_cross_entropy_to_rescaled_z():
 
 
 def test_joint_latent_regressor_step_e_does_not_touch_g_or_d():
-  model = JointLatentRegressor(TINY.replace(model='joint_latent_regressor'), channels=1)
+  model = JointLatentRegressor(TINY.replace(model='joint_latent_regressor', jlr_weight=0.0), channels=1)
   assert isinstance(model.networks()['D'], models.MLPDiscriminator) and not model.networks()['D'].joint
   s0 = _init(model)
   other_e = _init(model, seed=1).params['E']
@@ -306,7 +312,8 @@ def test_autoencoder_l1_and_l2():
 # -- generalised BiGAN and the conv encoders -----------------------------------------------------------------
 
 def test_generalised_bigan_encoder_at_twice_the_resolution():
-  model = build(CONV.replace(encoder_resolution=16), channels=1)
+  # An 8x8 D has one layer: z can only enter it at that layer (every_layer); tests/test_fidelity.py checks the error.
+  model = build(CONV.replace(encoder_resolution=16, z_into_d='every_layer'), channels=1)
   assert model.resolution == 8 and model.encoder_resolution == 16 and model.encoder_kind == 'dcgan'
   opts = model.data_options()
   assert opts == dict(resolution=16, load_size=18, crop='random', flip=True)
@@ -324,7 +331,7 @@ def test_generalised_bigan_encoder_at_twice_the_resolution():
 
 @pytest.mark.parametrize('res,pool5', [(64, 2), (112, 4)])
 def test_alexnet_encoder_shapes(res, pool5):
-  model = build(Config(model='bigan', encoder_resolution=res), channels=3)
+  model = build(Config(model='bigan', encoder_resolution=res, alexnet_pool5=True), channels=3)
   assert model.encoder_kind == 'alexnet' and model.resolution == 64
   assert model.data_options()['load_size'] == round(res * 72 / 64)
   E = model.networks()['E']
