@@ -13,6 +13,10 @@ from typing import Any, Optional
 import jax
 import orbax.checkpoint as ocp
 
+from common import parallel, registry
+from common.config import Config
+from common.model import DataFacts
+
 
 class Checkpointer:
   """Saves and restores ``(state, data_state, config)`` under ``workdir/checkpoints``."""
@@ -35,6 +39,12 @@ class Checkpointer:
 
   def all_steps(self) -> list[int]:
     return list(self.manager.all_steps())
+
+  def delete_from(self, step: int) -> None:
+    """Deletes every checkpoint at ``step`` or later (e.g. a best checkpoint a resumed run has gone back past)."""
+    for s in self.all_steps():
+      if s >= step:
+        self.manager.delete(s)
 
   def save(self, step: int, state, data_state: dict, config: dict, force: bool = False) -> bool:
     """Starts an (asynchronous) save; every process must call it. Returns whether a save was started.
@@ -76,23 +86,23 @@ class Checkpointer:
 def load(workdir: str, step: Optional[int] = None, **overrides):
   """(model, state, config) from a run's checkpoint, restored replicated onto this process's devices.
 
-  ``overrides`` replace config fields that do not change the parameters (e.g. ``upsample_impl``).
+  ``overrides`` replace flags that do not change the parameters (e.g. ``upsample_impl``).
   """
-  from common import parallel, registry
-  from common.config import Config
   ckpt = Checkpointer(workdir, async_save=False)
-  step = ckpt.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f'no checkpoint in {ckpt.directory}: train first with launch/train.py '
-                            f'--workdir={workdir}')
-  saved = ckpt.read_config(step)
-  facts = ckpt.read_json('data', step)
-  config = Config(**{k: v for k, v in saved.items() if k in Config.__dataclass_fields__}).replace(**overrides)
-  model = registry.build_model(config, channels=facts['channels'], num_classes=facts.get('num_classes'))
-  mesh = parallel.make_mesh()
-  abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0))
-  abstract = jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)), abstract)
-  state, _, _ = ckpt.restore(abstract, step)
-  ckpt.close()
-  return model, state, config
+  try:
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f'no checkpoint in {ckpt.directory}: train first with launch/train.py '
+                              f'--workdir={workdir}')
+    config = Config.from_dict(ckpt.read_config(step)).replace(**overrides)
+    facts = ckpt.read_json('data', step)
+    model = registry.build(config, DataFacts(channels=facts['channels'], num_classes=facts.get('num_classes'),
+                                             name=facts.get('dataset', '')))
+    mesh = parallel.make_mesh()
+    abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+    abstract = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)), abstract)
+    state, _, _ = ckpt.restore(abstract, step)
+  finally:
+    ckpt.close()
+  return model, state, model.config

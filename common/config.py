@@ -1,141 +1,327 @@
-"""Run configuration: one dataclass drives the command-line flags, the saved run config and resume checks.
+"""Run configuration in sections, the command-line flags made from it, and their validation.
 
-Every hyperparameter has the paper's value as its default. Fields left as ``None`` are filled by the
-model (for example ``z_dim`` is 100 for DCGAN and 50 for the permutation-invariant BiGAN).
+``Config`` holds one frozen dataclass per concern: ``model`` (what is trained: the architecture and optimiser
+flags both papers share), ``bigan`` (the BiGAN family's own), ``data``, ``loop``, ``eval`` and ``dist``. Every
+field is a flag of the same name (``model.name`` is ``--model``), so flags keep their names whatever section
+they live in; ``Config.make(**flags)`` and ``config.replace(**flags)`` take them by that name.
+
+Every field carries its help text and its constraint (minimum, choices, ...): values are checked when a
+``Config`` is built, and the command line checks each flag as it parses it, so a bad value is one line naming
+the flag, the value and what is allowed. Fields left ``None`` are model-dependent defaults (``z_dim`` is 100
+for DCGAN, 50 for the MLP BiGAN); the model fills them when it is built (``registry.build``), so the config a
+run saves says what ran, and a resume compares effective values (``identity_diff``).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
+import re
 from typing import Any, Optional
 
+_TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool}
 
-def _f(default, help, **kw):
-  return dataclasses.field(default=default, metadata={'help': help, **kw})
+
+class ConfigError(ValueError):
+  """A flag value that is not allowed; the message names the flag, the value and what is allowed."""
+
+
+def _f(default, help, *, flag=None, choices=None, min=None, max=None, above=None, identity=False, path=None):
+  """A config field: its default, help text and constraint. ``identity``: a checkpoint of a run with another
+  value cannot be resumed (it changes the parameters or the data the run sees). ``path``: 'dir', 'file',
+  'workdir' or 'run' (a workdir that must already hold checkpoints): checked on the command line."""
+  return dataclasses.field(default=default, metadata=dict(help=help, flag=flag, choices=choices, min=min, max=max,
+                                                          above=above, identity=identity, path=path))
+
+
+class _Section:
+  """Base of the sections: every field is checked when a section is built."""
+
+  def __post_init__(self):
+    for f in dataclasses.fields(self):
+      check(FIELDS[f.metadata['flag'] or f.name], getattr(self, f.name))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_Section):
+  """What is trained: the model and the architecture / optimiser flags both papers share."""
+  name: str = _f('dcgan', 'model to train (see the table in README.md or --help)', flag='model', identity=True)
+  resolution: Optional[int] = _f(None, "image size G makes and D sees: 4 * 2^k for conv nets, e.g. 32, 64, 128 "
+                                       "(default: 64; 28 for the permutation-invariant BiGAN)", min=4, max=1024,
+                                 identity=True)
+  z_dim: Optional[int] = _f(None, 'latent size (DCGAN 100; BiGAN 50 for MLP, 200 for conv)', min=1, identity=True)
+  width: int = _f(128, "channels of G's last hidden layer and D's first; doubling toward 4x4 (paper 128)", min=1,
+                  identity=True)
+  kernel_size: int = _f(5, 'convolution kernel size (paper 5; PyTorch example 4)', min=2, max=15, identity=True)
+  bn_scale_bias: Optional[bool] = _f(None, 'batchnorm with learned scale and bias (default: true; false for '
+                                            "cdcgan, the paper's conditional MNIST model)", identity=True)
+  dtype: str = _f('float32', 'compute dtype of convolutions and matmuls (params, optimizer state and batchnorm '
+                             'statistics stay float32)', choices=('float32', 'bfloat16'))
+  upsample_impl: str = _f('auto', "G's fractionally-strided convolution: auto, subpixel (fast on CPU) or xla "
+                                  '(lax.conv_transpose); the same function either way',
+                          choices=('auto', 'subpixel', 'xla'))
+  lr: float = _f(2e-4, 'Adam learning rate (paper 2e-4)', above=0.0)
+  beta1: float = _f(0.5, 'Adam beta1 (paper 0.5)', min=0.0, max=0.999999)
+  beta2: float = _f(0.999, 'Adam beta2', min=0.0, max=0.999999)
+  hidden: int = _f(1024, 'MLP networks (BiGAN MLPs, mlp_gan): units in each of the two hidden layers (paper 1024)',
+                   min=1, identity=True)
+  weight_decay: Optional[float] = _f(None, 'L2 weight decay added to the gradient (BiGAN: 2.5e-5 on multiplicative '
+                                           'weights only; DCGAN: 0)', min=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class BiGANConfig(_Section):
+  """The BiGAN family (Donahue et al., appendices B, C); defaults are the paper's where it speaks, else the
+  authors' code's (docs/fidelity.md)."""
+  architecture: Optional[str] = _f(None, 'networks: mlp (permutation-invariant) or conv (default: mlp for '
+                                         '1-channel data, conv otherwise)', choices=('mlp', 'conv'), identity=True)
+  encoder_resolution: Optional[int] = _f(None, 'generalised BiGAN: encoder input size (e.g. 112 with 64x64 G/D)',
+                                         min=4, max=1024, identity=True)
+  encoder: Optional[str] = _f(None, 'conv encoder: alexnet or dcgan (a DCGAN-D mirror; default: alexnet when the '
+                                    'encoder input is >= 64 px, else dcgan)', choices=('alexnet', 'dcgan'),
+                              identity=True)
+  lr_final: float = _f(2e-6, 'lr decays exponentially to this from halfway through training (paper 2e-6)',
+                       above=0.0)
+  recon_loss: str = _f('l2', 'autoencoder baseline loss', choices=('l2', 'l1'), identity=True)
+  gan_workdir: Optional[str] = _f(None, 'latent_regressor: workdir of the trained GAN whose G is frozen', path='run')
+  data_range: Optional[str] = _f(None, "the networks' pixel range: unit ([0, 1], sigmoid G output; default for the "
+                                       "MLP, the authors' MNIST setting) or symmetric ([-1, 1], tanh; conv default)",
+                                 choices=('unit', 'symmetric'), identity=True)
+  encoder_output: str = _f('squash', "E's linear output mapped into the prior's support by 2 sigmoid - 1 before D "
+                                     "sees it (squash, authors' dist.py) or used as is (linear)",
+                           choices=('squash', 'linear'), identity=True)
+  z_into_d: str = _f('after_first', 'joint D: z added before batchnorm at every hidden layer after the first '
+                                    "(after_first: authors' code, the paper's 'each linear layer thereafter') or "
+                                    'after batchnorm at every layer and the logit (every_layer)',
+                     choices=('after_first', 'every_layer'), identity=True)
+  z_into_g: bool = _f(True, "z re-enters G's hidden layers after the first (authors' code)", identity=True)
+  g_first_bn: bool = _f(False, "MLP G: parameter-free batchnorm after the first hidden layer too (authors' code; "
+                               'the paper: second layer only)', identity=True)
+  d_logit_init: str = _f('normal', "D's logit weights: normal (N(0, 0.02), the paper) or zero (authors' code)",
+                         choices=('normal', 'zero'), identity=True)
+  layer_bias: bool = _f(False, "biases on linear/conv layers not followed by batchnorm (the authors' layers have "
+                               'none)', identity=True)
+  alexnet_pool5: bool = _f(False, "AlexNet E: max-pool conv5 before the map to z (authors' code: no pool5)",
+                           identity=True)
+  jlr_weight: float = _f(0.25, "joint latent regressor: weight of the latent regression loss in G's and E's "
+                               "objective (authors' --encode_gen_weight 0.25); 0: E alone, G untouched", min=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(_Section):
+  """The dataset and how it is read."""
+  dataset: str = _f('digits', 'dataset name (digits, mnist, fashion_mnist, cifar10, svhn, celeba, lsun, '
+                              'lsun/<category>, imagenet32, imagenet64, folder:PATH)', identity=True)
+  split: str = _f('train', 'dataset split to train on', identity=True)
+  data_dir: Optional[str] = _f(None, 'where TFDS keeps prepared data (default ~/tensorflow_datasets)', path='dir')
+  manual_dir: Optional[str] = _f(None, 'directory holding original dataset files for offline preparation',
+                                 path='dir')
+  dedup: Optional[str] = _f(None, 'file of example ids to keep (kept.txt from launch/dedup.py)', path='file',
+                            identity=True)
+  strict_data: bool = _f(False, 'folder: datasets: stop on an unreadable image instead of skipping it')
+  augment: Optional[bool] = _f(None, 'random crop from load_size and horizontal flip (BiGAN natural images)')
+  load_size: Optional[int] = _f(None, 'shorter edge before cropping (default: resolution; BiGAN aug: 72)', min=1)
+  data_workers: Optional[int] = _f(None, 'processes decoding and preprocessing images (default: from the CPU '
+                                         'count; 0: in the training process)', min=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig(_Section):
+  """The training loop: length, batch, seed, cadence of logs, samples and checkpoints."""
+  workdir: str = _f('runs/default', 'directory for checkpoints, samples, logs; the same command resumes',
+                    path='workdir')
+  steps: int = _f(10000, 'number of train steps (one D and one G update each)', min=1)
+  batch_size: int = _f(128, 'global batch size, over all devices and processes (paper: 128)', min=1, identity=True)
+  seed: int = _f(0, 'seed for parameters, latent draws and data order', min=0, max=2**32 - 1, identity=True)
+  log_every: int = _f(50, 'steps between progress lines and TensorBoard scalars', min=1)
+  sample_every: int = _f(500, 'steps between PNG sample grids (and TensorBoard images); 0: only at the end', min=0)
+  checkpoint_every: int = _f(1000, 'steps between checkpoints (one is always written at the end); 0: only at the '
+                                   'end', min=0)
+  keep_checkpoints: int = _f(3, 'how many recent checkpoints to keep', min=1)
+  keep_every: int = _f(0, 'also keep every checkpoint whose step is a multiple of this (0: none), e.g. milestones '
+                          'of a long run to evaluate later', min=0)
+  resume_step: Optional[int] = _f(None, 'resume from this checkpoint step instead of the newest readable one', min=0)
+  num_samples: int = _f(64, 'images in each sample grid', min=1, max=4096)
+  on_nan: str = _f('stop', 'on a non-finite loss: stop (keep the last good checkpoint) or rollback',
+                   choices=('stop', 'rollback'))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig(_Section):
+  """Periodic sample-quality evaluation during training (common/quality.py; docs/evaluation.md)."""
+  eval_every: int = _f(0, 'steps between sample-quality evaluations (0: none); the best state is kept in '
+                          'WORKDIR/best', min=0)
+  eval_metric: str = _f('fid', 'metric that picks the best checkpoint', choices=('fid', 'kid', 'precision', 'recall',
+                                                                                   'density', 'coverage'))
+  eval_samples: int = _f(5000, 'generated images per evaluation', min=2)
+  feature_net_dir: Optional[str] = _f(None, "the project's feature classifier for --eval_every (default: "
+                                             '<data_dir>/feature_nets/<dataset>-r32, trained on first use)',
+                                      path='dir')
+  inception_weights: Optional[str] = _f(None, 'FID Inception-V3 weights (pt_inception-2015-12-05 .pth or .npz): '
+                                               'evaluate on Inception features instead of the classifier',
+                                        path='file')
+
+
+@dataclasses.dataclass(frozen=True)
+class DistConfig(_Section):
+  """Explicit multi-process runs (automatic on clusters JAX detects)."""
+  coordinator_address: Optional[str] = _f(None, 'HOST:PORT of process 0, for explicit multi-process runs')
+  num_processes: Optional[int] = _f(None, 'number of processes in an explicit multi-process run', min=1)
+  process_id: Optional[int] = _f(None, 'this process index in an explicit multi-process run', min=0)
+
+
+SECTIONS = {'model': ModelConfig, 'bigan': BiGANConfig, 'data': DataConfig, 'loop': LoopConfig,
+            'eval': EvalConfig, 'dist': DistConfig}
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+  """One flag: where it lives and what it accepts."""
+  flag: str
+  section: str
+  name: str
+  kind: type            # int, float, str or bool
+  optional: bool
+  default: Any
+  meta: dict
+
+  @property
+  def help(self) -> str:
+    text = self.meta['help']
+    return text if 'default' in text else f'{text} (default: {self.default})'
+
+
+def _fields() -> dict[str, Field]:
+  out = {}
+  for section, cls in SECTIONS.items():
+    for f in dataclasses.fields(cls):
+      t = f.type if isinstance(f.type, str) else getattr(f.type, '__name__', str(f.type))
+      kind = next(v for k, v in _TYPES.items() if k in t)
+      flag = f.metadata['flag'] or f.name
+      out[flag] = Field(flag, section, f.name, kind, 'Optional' in t, f.default, dict(f.metadata))
+  return out
+
+
+FIELDS = _fields()
+
+
+def check(field: Field, value):
+  """``value`` for ``field``, or ConfigError naming the flag, the value and what is allowed."""
+  if value is None:
+    if field.optional:
+      return None
+    raise ConfigError(f'--{field.flag} needs a value')
+  kind, m = field.kind, field.meta
+  ok_type = (isinstance(value, bool) if kind is bool else
+             isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else
+             isinstance(value, int) and not isinstance(value, bool) if kind is int else isinstance(value, str))
+  if not ok_type:
+    raise ConfigError(f'--{field.flag}={value!r}: expected {_kind_name(kind)}')
+  if kind is float:
+    value = float(value)
+    if value != value or value in (float('inf'), float('-inf')):
+      raise ConfigError(f'--{field.flag}={value}: expected a finite number')
+  if m['choices'] is not None and value not in m['choices']:
+    raise ConfigError(f'--{field.flag}={value}: choose one of {", ".join(m["choices"])}')
+  if m['min'] is not None and value < m['min'] or m['max'] is not None and value > m['max'] or \
+     m['above'] is not None and value <= m['above']:
+    raise ConfigError(f'--{field.flag}={value}: {_range(field)}')
+  if kind is str and '\x00' in value:
+    raise ConfigError(f'--{field.flag}: contains a NUL character')
+  return value
+
+
+def _kind_name(kind) -> str:
+  return {int: 'an integer', float: 'a number', bool: 'true or false', str: 'a string'}[kind]
+
+
+def _range(field: Field) -> str:
+  m, what = field.meta, _kind_name(field.kind)
+  if m['above'] is not None:
+    return f'must be {what} > {m["above"]:g}'
+  if m['min'] is not None and m['max'] is not None:
+    return f'must be {what} between {m["min"]:g} and {m["max"]:g}'
+  if m['min'] is not None:
+    return f'must be {what} >= {m["min"]:g}'
+  return f'must be {what} <= {m["max"]:g}'
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  # What to train.
-  model: str = _f('dcgan', 'model to train', choices=('dcgan', 'cdcgan', 'mlp_gan', 'bigan', 'latent_regressor',
-                                                       'joint_latent_regressor', 'autoencoder'))
-  dataset: str = _f('digits', "dataset name (digits, mnist, fashion_mnist, cifar10, svhn, celeba, lsun, "
-                              "lsun/<category>, imagenet32, folder:PATH)")
-  workdir: str = _f('runs/default', 'directory for checkpoints, samples, logs; the same command resumes')
-  data_dir: Optional[str] = _f(None, 'where TFDS keeps prepared data (default ~/tensorflow_datasets)')
-  manual_dir: Optional[str] = _f(None, 'directory holding original dataset files for offline preparation')
-  split: str = _f('train', 'dataset split to train on')
-  dedup: Optional[str] = _f(None, 'file of example ids to keep (from launch/dedup.py)')
-  strict_data: bool = _f(False, 'folder: datasets: stop on an unreadable image instead of skipping it')
+  """The whole run: one section per concern (module docstring)."""
+  model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+  bigan: BiGANConfig = dataclasses.field(default_factory=BiGANConfig)
+  data: DataConfig = dataclasses.field(default_factory=DataConfig)
+  loop: LoopConfig = dataclasses.field(default_factory=LoopConfig)
+  eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+  dist: DistConfig = dataclasses.field(default_factory=DistConfig)
 
-  # Schedule.
-  steps: int = _f(10000, 'number of train steps (one D and one G update each)')
-  batch_size: int = _f(128, 'global batch size, over all devices and processes (paper: 128)')
-  seed: int = _f(0, 'seed for parameters, latent draws and data order')
+  @classmethod
+  def make(cls, **flags) -> 'Config':
+    """A config from flag values by flag name (``Config.make(model='bigan', steps=100)``); the rest default."""
+    return cls().replace(**flags)
 
-  # Architecture (paper defaults at 64x64: 4x4x1024 projection, 5x5 kernels, stride 2).
-  resolution: Optional[int] = _f(None, "image size G makes and D sees: 4 * 2^k, e.g. 32, 64, 128 (default: 64; "
-                                          '28 for the permutation-invariant BiGAN)')
-  z_dim: Optional[int] = _f(None, 'latent size (DCGAN 100; BiGAN 50 for MLP, 200 for conv)')
-  width: int = _f(128, "channels of G's last hidden layer and D's first; doubling toward 4x4 (paper 128)")
-  kernel_size: int = _f(5, 'convolution kernel size (paper 5; PyTorch example 4)')
-  bn_scale_bias: Optional[bool] = _f(None, 'batchnorm with learned scale and bias (default: true; false for '
-                                            "cdcgan, the paper's conditional MNIST model)")
-  dtype: str = _f('float32', 'compute dtype of convolutions and matmuls: float32 or bfloat16 '
-                             '(params, optimizer state and batchnorm statistics stay float32)',
-                  choices=('float32', 'bfloat16'))
-  upsample_impl: str = _f('auto', "G's fractionally-strided convolution: auto, subpixel (fast on CPU) or "
-                                  'xla (lax.conv_transpose); the same function either way',
-                          choices=('auto', 'subpixel', 'xla'))
+  def replace(self, **flags) -> 'Config':
+    """A copy with some flags changed, by flag name."""
+    per_section: dict[str, dict] = {}
+    for flag, value in flags.items():
+      f = FIELDS.get(flag)
+      if f is None:
+        raise ConfigError(f'unknown flag --{flag}')
+      per_section.setdefault(f.section, {})[f.name] = value
+    return dataclasses.replace(self, **{s: dataclasses.replace(getattr(self, s), **kw)
+                                        for s, kw in per_section.items()})
 
-  # Optimizer (paper: Adam lr 2e-4, beta1 0.5).
-  lr: float = _f(2e-4, 'Adam learning rate')
-  beta1: float = _f(0.5, 'Adam beta1')
-  beta2: float = _f(0.999, 'Adam beta2')
+  def flags(self) -> dict[str, Any]:
+    """{flag name: value} of every field."""
+    return {flag: getattr(getattr(self, f.section), f.name) for flag, f in FIELDS.items()}
 
-  # BiGAN (Appendix B/C); ignored by DCGAN.
-  architecture: Optional[str] = _f(None, 'BiGAN networks: mlp (permutation-invariant) or conv '
-                                         '(default: mlp for 28x28 grayscale data, conv otherwise)')
-  encoder_resolution: Optional[int] = _f(None, 'generalised BiGAN: encoder input size (e.g. 112 with 64x64 G/D)')
-  weight_decay: float = _f(2.5e-5, 'BiGAN L2 weight decay on multiplicative weights only')
-  lr_final: float = _f(2e-6, 'BiGAN: lr decays exponentially to this from halfway through training')
-  recon_loss: str = _f('l2', 'autoencoder baseline loss', choices=('l2', 'l1'))
-  gan_workdir: Optional[str] = _f(None, 'latent_regressor: workdir of the trained GAN whose G is frozen')
-  augment: Optional[bool] = _f(None, 'random crop from load_size and horizontal flip (BiGAN natural images)')
-  load_size: Optional[int] = _f(None, 'shorter edge before cropping (default: resolution; BiGAN aug: 72)')
-  hidden: int = _f(1024, 'BiGAN MLP networks: units in each of the two hidden layers (paper 1024)')
-  encoder: Optional[str] = _f(None, 'BiGAN conv encoder: alexnet or dcgan (a DCGAN-D mirror; default: alexnet '
-                                    'when the encoder input is >= 64 px, else dcgan)', choices=('alexnet', 'dcgan'))
-  # BiGAN fidelity options (docs/fidelity.md): defaults are the paper's where it speaks, else the authors' code's.
-  data_range: Optional[str] = _f(None, "BiGAN networks' pixel range: unit ([0, 1], sigmoid G output; default for "
-                                       "the MLP, the authors' MNIST setting) or symmetric ([-1, 1], tanh; conv "
-                                       'default)', choices=('unit', 'symmetric'))
-  encoder_output: str = _f('squash', "BiGAN: E's linear output mapped into the prior's support by 2 sigmoid - 1 "
-                                     "before D sees it (squash, authors' dist.py) or used as is (linear)",
-                           choices=('squash', 'linear'))
-  z_into_d: str = _f('after_first', 'BiGAN joint D: z added before batchnorm at every hidden layer after the '
-                                    "first (after_first: authors' code, the paper's 'each linear layer "
-                                    "thereafter') or after batchnorm at every layer and the logit (every_layer)",
-                     choices=('after_first', 'every_layer'))
-  z_into_g: bool = _f(True, "BiGAN: z re-enters G's hidden layers after the first (authors' code)")
-  g_first_bn: bool = _f(False, "BiGAN MLP G: parameter-free batchnorm after the first hidden layer too (authors' "
-                               'code; the paper: second layer only)')
-  d_logit_init: str = _f('normal', "BiGAN D's logit weights: normal (N(0, 0.02), the paper) or zero (authors' code)",
-                         choices=('normal', 'zero'))
-  layer_bias: bool = _f(False, "BiGAN: biases on linear/conv layers not followed by batchnorm (the authors' layers "
-                               'have none)')
-  alexnet_pool5: bool = _f(False, "BiGAN AlexNet E: max-pool conv5 before the map to z (authors' code: no pool5)")
-  jlr_weight: float = _f(0.25, "joint latent regressor: weight of the latent regression loss in G's and E's "
-                               "objective (authors' --encode_gen_weight 0.25); 0: E alone, G untouched")
-
-  # Loop.
-  log_every: int = _f(50, 'steps between progress lines and TensorBoard scalars')
-  sample_every: int = _f(500, 'steps between PNG sample grids in the workdir')
-  checkpoint_every: int = _f(1000, 'steps between checkpoints (one is always written at the end)')
-  keep_checkpoints: int = _f(3, 'how many recent checkpoints to keep')
-  keep_every: int = _f(0, 'also keep every checkpoint whose step is a multiple of this (0: none), e.g. milestones '
-                          'of a long run to evaluate later')
-  num_samples: int = _f(64, 'images in each sample grid')
-  on_nan: str = _f('stop', 'on a non-finite loss: stop (keep the last good checkpoint) or rollback',
-                   choices=('stop', 'rollback'))
-
-  # Periodic sample-quality evaluation (common.evaluation; docs/evaluation.md).
-  eval_every: int = _f(0, 'steps between sample-quality evaluations (0: none); the best state is kept in WORKDIR/best')
-  eval_metric: str = _f('fid', 'metric that picks the best checkpoint', choices=('fid', 'kid', 'precision', 'recall',
-                                                                                   'density', 'coverage'))
-  eval_samples: int = _f(5000, 'generated images per evaluation')
-  feature_net_dir: Optional[str] = _f(None, "the project's feature classifier for --eval_every (default: "
-                                             '<data_dir>/feature_nets/<dataset>-r32, trained on first use)')
-  inception_weights: Optional[str] = _f(None, 'FID Inception-V3 weights (pt_inception-2015-12-05 .pth or .npz): '
-                                               'evaluate on Inception features instead of the classifier')
-
-  # Multi-host.
-  coordinator_address: Optional[str] = _f(None, 'HOST:PORT of process 0, for explicit multi-process runs')
-  num_processes: Optional[int] = _f(None, 'number of processes in an explicit multi-process run')
-  process_id: Optional[int] = _f(None, 'this process index in an explicit multi-process run')
-
-  def to_dict(self) -> dict[str, Any]:
+  def to_dict(self) -> dict[str, dict]:
     return dataclasses.asdict(self)
 
-  def replace(self, **kw) -> 'Config':
-    return dataclasses.replace(self, **kw)
+  @classmethod
+  def from_dict(cls, d: dict) -> 'Config':
+    """Inverse of ``to_dict``; also reads the flat {flag: value} files older versions saved. Unknown keys
+    (flags of a newer or older version) are ignored."""
+    if any(isinstance(v, dict) for v in d.values()):
+      flags = {}
+      for s, values in d.items():
+        for name, v in (values or {}).items():
+          f = next((f for f in FIELDS.values() if f.section == s and f.name == name), None)
+          if f is not None:
+            flags[f.flag] = v
+    else:
+      flags = {k: v for k, v in d.items() if k in FIELDS}
+    return cls.make(**flags)
 
 
-# Fields whose change makes a checkpoint incompatible with the run that resumes it.
-IDENTITY_FIELDS = ('model', 'dataset', 'split', 'batch_size', 'resolution', 'z_dim', 'width', 'kernel_size',
-                   'bn_scale_bias', 'architecture', 'encoder_resolution', 'recon_loss', 'seed', 'dedup',
-                   'hidden', 'encoder', 'data_range', 'encoder_output', 'z_into_d', 'z_into_g', 'g_first_bn',
-                   'd_logit_init', 'layer_bias', 'alexnet_pool5')
+def identity_diff(saved: Config, current: Config) -> list[str]:
+  """The identity flags (changing the parameters or the data) that differ, as '--name: saved -> now'."""
+  a, b = saved.flags(), current.flags()
+  return sorted(f'--{k}: {a[k]!r} -> {b[k]!r}' for k, f in FIELDS.items() if f.meta['identity'] and a[k] != b[k])
 
 
-def diff_identity(saved: dict, current: dict) -> list[str]:
-  """Differences in identity fields between a saved config and the current one, as 'name: saved -> now'."""
-  return [f'{k}: {saved.get(k)!r} -> {current.get(k)!r}' for k in IDENTITY_FIELDS
-          if k in saved and saved.get(k) != current.get(k)]
+def to_json(config: Config) -> str:
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True)
 
 
-def _parse_bool(s: str) -> bool:
+# -- command line -------------------------------------------------------------------------------------------
+
+
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse with the project's error convention: one line ``error: ...`` on stderr, exit status 1 (as every
+  other bad input)."""
+
+  def error(self, message):
+    self.exit(1, f'error: {_one_line(message)}\n')
+
+
+def _one_line(text: str) -> str:
+  return re.sub(r'\s+', ' ', str(text)).strip()
+
+
+def parse_bool(s: str) -> bool:
   if s.lower() in ('1', 'true', 'yes', 'y'):
     return True
   if s.lower() in ('0', 'false', 'no', 'n'):
@@ -143,26 +329,82 @@ def _parse_bool(s: str) -> bool:
   raise argparse.ArgumentTypeError(f'expected true or false, got {s!r}')
 
 
-def _help(f: dataclasses.Field) -> str:
-  text = f.metadata.get('help', '')
-  return text if 'default' in text else f'{text} (default: {f.default})'
+def path_checked(kind: str, flag: str):
+  """An argparse type for a path flag: 'file' must be a readable file, 'dir' a directory if it exists,
+  'workdir' a writable directory or creatable, 'run' a directory holding checkpoints."""
+  def parse(text: str) -> str:
+    return check_path(kind, flag, text)
+  parse.__name__ = f'{kind} path'
+  return parse
 
 
-def add_flags(parser: argparse.ArgumentParser, cls=Config, only: tuple[str, ...] | None = None) -> None:
-  """Adds one ``--name`` flag per dataclass field, with its default and help text."""
-  for f in dataclasses.fields(cls):
-    if only is not None and f.name not in only:
+def check_path(kind: str, flag: str, text: str) -> str:
+  """``text`` if it is a usable path of ``kind`` (see ``path_checked``), else ArgumentTypeError saying why."""
+  if not text or '\x00' in text:
+    raise argparse.ArgumentTypeError(f'{text!r} is not a path')
+  p = os.path.abspath(os.path.expanduser(text))
+  if kind == 'file':
+    if not os.path.isfile(p):
+      raise argparse.ArgumentTypeError(f'{text} is not a file' if os.path.exists(p) else f'{text} does not exist')
+    if not os.access(p, os.R_OK):
+      raise argparse.ArgumentTypeError(f'{text} is not readable')
+  elif kind == 'dir':
+    if os.path.exists(p) and not os.path.isdir(p):
+      raise argparse.ArgumentTypeError(f'{text} is a file, not a directory')
+  elif kind == 'run':
+    if not os.path.isdir(p):
+      raise argparse.ArgumentTypeError(f'{text} does not exist: give the --workdir of a trained run')
+    if not os.path.isdir(os.path.join(p, 'checkpoints')):
+      raise argparse.ArgumentTypeError(f'{text} holds no checkpoints: give the --workdir of a trained run')
+  elif kind == 'workdir':
+    probe = p
+    while not os.path.exists(probe):
+      probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+      raise argparse.ArgumentTypeError(f'{probe} is a file, not a directory: choose another workdir')
+    if not os.access(probe, os.W_OK | os.X_OK):
+      raise argparse.ArgumentTypeError(f'{probe} is not writable: choose another workdir')
+  return text
+
+
+def _flag_type(field: Field):
+  """The argparse type of a field: parses the text and checks the value (min, choices, path)."""
+  if field.meta['path']:
+    return path_checked(field.meta['path'], field.flag)
+  base = parse_bool if field.kind is bool else field.kind
+
+  def parse(text: str):
+    if field.optional and text.lower() in ('none', ''):
+      return None
+    try:
+      value = base(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f'expected {_kind_name(field.kind)}, got {text!r}') from None
+    try:
+      return check(field, value)
+    except ConfigError as e:
+      raise argparse.ArgumentTypeError(str(e).split(': ', 1)[-1]) from None
+  parse.__name__ = _kind_name(field.kind)
+  return parse
+
+
+def add_flags(parser: argparse.ArgumentParser, only: Optional[tuple[str, ...]] = None,
+              model_choices: Optional[tuple[str, ...]] = None) -> None:
+  """One ``--flag`` per config field (or those in ``only``), grouped by section, with help and checks.
+  ``model_choices``: the registered model names for ``--model``."""
+  groups = {}
+  for flag, f in FIELDS.items():
+    if only is not None and flag not in only:
       continue
-    base = f.type if isinstance(f.type, str) else getattr(f.type, '__name__', str(f.type))
-    kind = (_parse_bool if 'bool' in base else int if 'int' in base else float if 'float' in base else str)
-    parser.add_argument(f'--{f.name}', type=kind, default=f.default, choices=f.metadata.get('choices'),
-                        help=_help(f))
+    if f.section not in groups:
+      groups[f.section] = parser.add_argument_group(f'{f.section} ({SECTIONS[f.section].__doc__.splitlines()[0]})')
+    choices = model_choices if flag == 'model' else None
+    names = choices or f.meta['choices'] or (('true', 'false') if f.kind is bool else None)
+    groups[f.section].add_argument(f'--{flag}', type=_flag_type(f), default=f.default, choices=choices,
+                                   help=f.help, metavar='{' + ','.join(names) + '}' if names else None)
 
 
 def from_args(args: argparse.Namespace) -> Config:
-  names = {f.name for f in dataclasses.fields(Config)}
-  return Config(**{k: v for k, v in vars(args).items() if k in names})
+  """The Config of parsed flags (namespace entries that are not config flags are ignored)."""
+  return Config.make(**{k: v for k, v in vars(args).items() if k in FIELDS})
 
-
-def to_json(config: Config) -> str:
-  return json.dumps(config.to_dict(), indent=2, sort_keys=True)

@@ -29,6 +29,7 @@ import dataclasses
 import functools
 import json
 import os
+import time
 from typing import Callable, Iterable, Optional, Sequence
 
 import jax
@@ -37,6 +38,10 @@ import numpy as np
 import optax
 from flax import linen as nn
 from flax import serialization
+
+from common import data
+from common import images as im
+from common import visualize as vis
 
 SIZE = 32          # 32x32 crops
 CODE = 128         # code units (bits)
@@ -154,7 +159,6 @@ def train_on_source(source, config: HashConfig = HashConfig(), ids: Optional[Seq
   """Trains on a ``data.Source`` through ``data.Batches`` (32x32 center crops, the paper's preprocessing).
 
   The input mean comes from the first ``mean_examples`` examples of the shuffled stream."""
-  from common import data
   first = source[int(ids[0]) if ids is not None else 0]['image']
   config = dataclasses.replace(config, inputs=SIZE * SIZE * first.shape[-1])
   with data.Batches(source, global_batch=config.batch_size, resolution=SIZE, seed=config.seed, crop='center',
@@ -170,7 +174,6 @@ def train_on_source(source, config: HashConfig = HashConfig(), ids: Optional[Seq
 
 def downsample(image) -> np.ndarray:
   """uint8 HxWxC -> the 32x32 center crop in [-1, 1] (shorter edge resized to 32)."""
-  from common import data
   return data.preprocess(image, SIZE)
 
 
@@ -266,8 +269,6 @@ def groups_figure(groups: Sequence[Sequence[int]], crops: Callable[[Sequence[int
                   max_groups: int = 16, max_members: int = 8) -> np.ndarray:
   """A sheet of duplicate groups, one per row (up to ``max_members`` of each, as 32x32 crops), largest
   groups first; ``crops(ids) -> [n, 32, 32, C]`` in [-1, 1]."""
-  from common import images as im
-  from common import visualize as vis
   dups = duplicate_groups(groups)[:max_groups]
   if not dups:
     blank = np.ones((1, SIZE, SIZE, 3), np.float32)
@@ -278,3 +279,48 @@ def groups_figure(groups: Sequence[Sequence[int]], crops: Callable[[Sequence[int
     cells.append(np.concatenate([x, np.ones((max_members - len(x),) + x.shape[1:], np.float32)]))
   sheet = vis.upscale(im.grid(np.concatenate(cells), ncol=max_members), 2)
   return vis.caption(sheet, f'{len(dups)} largest duplicate groups (one per row, up to {max_members} members)')
+
+
+# -- the command line's job -------------------------------------------------------------------------------
+
+
+def run(a) -> dict:
+  """``launch/dedup.py``: trains (or loads) the hashing autoencoder in ``a.out``, hashes every example of
+  ``a.split`` of ``a.dataset``, writes kept.txt, groups.json, groups.png and codes.npy; returns the summary."""
+  source, info = data.open_source(a.dataset, a.split, data_dir=a.data_dir, manual_dir=a.manual_dir)
+  os.makedirs(a.out, exist_ok=True)
+  t0 = time.time()
+  if exists(a.out) and not a.retrain:
+    hasher = load(a.out)
+    if hasher.config.inputs != SIZE * SIZE * info.channels:
+      raise ValueError(f'the autoencoder in {a.out} takes {hasher.config.inputs} inputs, {info.name} has '
+                       f'{info.channels} channels: pass --retrain or another --out')
+    print(f'loaded the autoencoder from {a.out}')
+  else:
+    config = HashConfig(noise=a.noise, dropout=a.dropout, code_noise=a.code_noise, lr=a.lr,
+                              batch_size=a.batch_size, steps=a.steps, seed=a.seed)
+    hasher = train_on_source(source, config, log=print)
+    save(hasher, a.out)
+  t1 = time.time()
+  ids, keys = [], []
+  for part, x in source_inputs(source):
+    ids.append(part)
+    keys.append(np.packbits(hasher.bits(x), axis=1))
+  ids, keys = np.concatenate(ids), np.concatenate(keys)
+  groups = group((k.tobytes() for k in keys), ids)
+  keep_ids = kept(groups)
+  dups = duplicate_groups(groups)
+  np.save(os.path.join(a.out, 'codes.npy'), keys)
+  with open(os.path.join(a.out, 'kept.txt'), 'w') as f:
+    f.write(''.join(f'{i}\n' for i in keep_ids))
+  summary = {'dataset': info.name, 'split': info.split, 'num_examples': int(len(ids)), 'num_kept': len(keep_ids),
+             'num_removed': int(len(ids) - len(keep_ids)), 'num_groups': len(dups),
+             'distinct_codes': len(groups), 'groups': dups}
+  with open(os.path.join(a.out, 'groups.json'), 'w') as f:
+    json.dump(summary, f)
+  crops = lambda g: np.stack([downsample(source[int(i)]['image']) for i in g])  # noqa: E731
+  im.save_png(groups_figure(groups, crops, max_groups=a.show), os.path.join(a.out, 'groups.png'))
+  print(f'{info.name} {info.split}: {len(ids)} examples, {len(dups)} duplicate groups, {len(ids) - len(keep_ids)} '
+        f'removed, {len(keep_ids)} kept (autoencoder {t1 - t0:.0f}s, hashing {time.time() - t1:.0f}s)')
+  print(f'wrote {a.out}/kept.txt, groups.json, groups.png; train with --dedup={os.path.join(a.out, "kept.txt")}')
+  return summary

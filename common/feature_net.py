@@ -30,27 +30,12 @@ import optax
 from flax import linen as nn
 from flax import serialization
 
+from common import data, inception, splits
+from common import images as images_lib
+
 DEFAULT_RESOLUTION = 32
 DEFAULT_STEPS = 2000            # at most; small datasets stop at DEFAULT_EPOCHS
 DEFAULT_EPOCHS = 30
-LUMA = (0.299, 0.587, 0.114)   # ITU-R 601 luma weights: RGB -> gray
-
-
-def adapt_images(x, resolution: Optional[int], channels: int, antialias: bool = True):
-  """NHWC images in [-1, 1] -> ``channels`` channels (1 -> 3 replicates; 3 -> 1 takes luma) and
-  ``resolution`` x ``resolution`` (bilinear; antialiased when shrinking unless ``antialias=False``)."""
-  x = jnp.asarray(x, jnp.float32)
-  c = x.shape[-1]
-  if c != channels:
-    if c == 1 and channels == 3:
-      x = jnp.repeat(x, 3, axis=-1)
-    elif c == 3 and channels == 1:
-      x = (x * jnp.asarray(LUMA, x.dtype)).sum(-1, keepdims=True)
-    else:
-      raise ValueError(f'cannot adapt {c}-channel images to {channels} channels')
-  if resolution and (x.shape[1] != resolution or x.shape[2] != resolution):
-    x = jax.image.resize(x, (x.shape[0], resolution, resolution, x.shape[3]), 'linear', antialias=antialias)
-  return x
 
 
 class Classifier(nn.Module):
@@ -106,12 +91,12 @@ class ClassifierNet:
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _classifier_features(module, resolution, channels, params, images):
-  return module.apply({'params': params}, adapt_images(images, resolution, channels))[1]
+  return module.apply({'params': params}, images_lib.adapt(images, resolution, channels))[1]
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _classifier_logits(module, resolution, channels, params, images):
-  return module.apply({'params': params}, adapt_images(images, resolution, channels))[0]
+  return module.apply({'params': params}, images_lib.adapt(images, resolution, channels))[0]
 
 
 def dataset_key(dataset: str) -> str:
@@ -123,7 +108,6 @@ def dataset_key(dataset: str) -> str:
 
 def data_root(data_dir: Optional[str] = None) -> str:
   """The data directory as ``common.data`` resolves it (default $TFDS_DATA_DIR or ~/tensorflow_datasets)."""
-  from common import data
   if data_dir:
     return os.path.abspath(os.path.expanduser(data_dir))
   return str(data._default_data_dir())  # pylint: disable=protected-access
@@ -169,7 +153,6 @@ def train_classifier(dataset: str, *, data_dir: Optional[str] = None, manual_dir
   """Trains the feature classifier on ``dataset``'s train split (Adam, cross-entropy, no augmentation; ``steps``
   default: DEFAULT_STEPS or DEFAULT_EPOCHS epochs, whichever is fewer), reports its test accuracy, and saves
   it to ``out_dir`` (default ``default_dir(dataset, data_dir, resolution)``)."""
-  from common import data
   source, info = data.open_source(dataset, 'train', data_dir=data_dir, manual_dir=manual_dir)
   if steps is None:
     steps = min(DEFAULT_STEPS, -(-DEFAULT_EPOCHS * len(source) // batch_size))
@@ -202,12 +185,12 @@ def train_classifier(dataset: str, *, data_dir: Optional[str] = None, manual_dir
               channels=info.channels, num_classes=info.num_classes, width=width, steps=steps,
               batch_size=batch_size, lr=lr, seed=seed, fingerprint=digest, train_seconds=round(time.time() - t0, 1))
   net = ClassifierNet(params, meta)
-  x, _ = load_split_images(source, resolution, np.arange(min(len(source), 2000)))
+  x, _ = splits.images_of(source, resolution, np.arange(min(len(source), 2000)))
   f = np.concatenate([np.asarray(net(x[s:s + 500])) for s in range(0, len(x), 500)])
   meta['feature_scale'] = float(1.0 / max(np.sqrt(np.mean(f.astype(np.float64) ** 2)), 1e-12))
   try:
     test, _ = data.open_source(dataset, 'test', data_dir=data_dir, manual_dir=manual_dir)
-    x, y = load_split_images(test, resolution)
+    x, y = splits.images_of(test, resolution)
     pred = np.concatenate([np.asarray(net.logits(x[s:s + 500])).argmax(-1) for s in range(0, len(x), 500)])
     meta['test_accuracy'] = float(np.mean(pred == y))
   except data.DataError:   # no test split: the net still works as a feature extractor
@@ -221,20 +204,6 @@ def train_classifier(dataset: str, *, data_dir: Optional[str] = None, manual_dir
   return net
 
 
-def load_split_images(source, resolution: int, indices=None, load_size: Optional[int] = None):
-  """(images float32 NHWC in [-1, 1], labels) of ``indices`` (default all) of a source, center-cropped."""
-  from common import data
-  ids = np.arange(len(source)) if indices is None else np.asarray(indices, np.int64)
-  xs, ys = [], []
-  for s in range(0, len(ids), 1024):
-    for ex in source.get_many(ids[s:s + 1024]):
-      xs.append(data.preprocess(ex['image'], resolution, load_size=load_size, crop='center'))
-      ys.append(ex['label'])
-  if not xs:
-    return np.zeros((0, resolution, resolution, source.channels), np.float32), np.zeros((0,), np.int64)
-  return np.stack(xs), np.asarray(ys, np.int64)
-
-
 def open_net(*, dataset: str, data_dir: Optional[str] = None, manual_dir: Optional[str] = None,
              feature_net_dir: Optional[str] = None, inception_weights: Optional[str] = None,
              train_if_missing: bool = True, steps: Optional[int] = None, verbose: bool = True):
@@ -242,7 +211,6 @@ def open_net(*, dataset: str, data_dir: Optional[str] = None, manual_dir: Option
   classifier for ``dataset`` from ``feature_net_dir`` (default under data_dir), trained now if missing (under a
   file lock, so concurrent processes train it once)."""
   if inception_weights:
-    from common import inception
     return inception.InceptionNet.from_file(inception_weights)
   directory = feature_net_dir or default_dir(dataset, data_dir)
   try:
@@ -251,7 +219,6 @@ def open_net(*, dataset: str, data_dir: Optional[str] = None, manual_dir: Option
     if not train_if_missing:
       raise
   from pathlib import Path
-  from common import data
   with data._lock(Path(data_root(data_dir)), f'feature_net-{dataset_key(dataset)}'):  # pylint: disable=protected-access
     try:
       return load(directory)

@@ -1,12 +1,40 @@
-"""Image grids as PNG files."""
+"""Images: grids as PNG files, and the one resize / channel adaptation every model and metric uses."""
 from __future__ import annotations
 
 import math
 import os
 import tempfile
+from typing import Optional
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
+
+LUMA = (0.299, 0.587, 0.114)   # ITU-R 601 luma weights: RGB -> gray
+
+
+def resize(x, size: int, antialias: bool = True):
+  """NHWC images -> ``size`` x ``size`` (bilinear; antialiased when shrinking unless ``antialias=False``); a
+  no-op at that size. BiGAN's g_X (section 3.5) and every metric's input adaptation."""
+  if x.shape[1] == size and x.shape[2] == size:
+    return x
+  return jax.image.resize(x, (x.shape[0], size, size, x.shape[3]), 'linear', antialias=antialias)
+
+
+def adapt(x, resolution: Optional[int] = None, channels: Optional[int] = None, antialias: bool = True):
+  """NHWC images in [-1, 1] -> ``channels`` channels (1 -> 3 replicates; 3 -> 1 takes luma) and ``resolution``
+  x ``resolution`` (``resize``); float32."""
+  x = jnp.asarray(x, jnp.float32)
+  c = x.shape[-1]
+  if channels and c != channels:
+    if c == 1 and channels == 3:
+      x = jnp.repeat(x, 3, axis=-1)
+    elif c == 3 and channels == 1:
+      x = (x * jnp.asarray(LUMA, x.dtype)).sum(-1, keepdims=True)
+    else:
+      raise ValueError(f'cannot adapt {c}-channel images to {channels} channels')
+  return resize(x, resolution, antialias) if resolution else x
 
 
 def to_uint8(images) -> np.ndarray:

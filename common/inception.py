@@ -36,6 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from common import images as images_lib
+
 SIZE = 299
 DIMS = 2048
 NUM_CLASSES = 1008
@@ -289,8 +291,7 @@ def random_variables(seed: int = 0) -> dict:
 
 @functools.partial(jax.jit, static_argnames=('fid', 'size'))
 def _pool3(variables, images, fid: bool = True, size: int = SIZE):
-  from common.feature_net import adapt_images
-  x = adapt_images(images, size, 3, antialias=False)
+  x = images_lib.adapt(images, size, 3, antialias=False)
   return InceptionV3(fid=fid).apply(variables, x)[0]
 
 

@@ -1,7 +1,8 @@
 """The training loop every model shares: mesh, input, init or resume, update, log, sample, checkpoint.
 
 ``train`` reads top to bottom; the bookkeeping (metrics, checkpoints, sample grids) lives in ``_Run``.
-The only model-specific code is behind the interface in ``common.registry``.
+The only model-specific code is behind the interface of ``common.model`` (models found by name in
+``common.registry``).
 
 - Per-step metrics stay on device and are fetched in one transfer every ``log_every`` steps (and before
   every checkpoint): no host round-trip per step. Every fetched step is checked for NaN/Inf before anything
@@ -24,8 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import checkpoint as ckpt_lib
-from common import data, images, parallel, registry
-from common.config import Config, diff_identity, to_json
+from common import data, images, parallel, quality, registry
+from common.config import Config, identity_diff, to_json
+from common.model import DataFacts
 
 log = logging.getLogger('train')
 MAX_ROLLBACKS = 3          # --on_nan=rollback gives up after this many
@@ -75,11 +77,6 @@ def _print(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _host(x):
-  """A replicated global array -> numpy on this host (works when the array spans several processes)."""
-  return np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x)
-
-
 def _fmt(m: dict) -> str:
   names = {'d_loss': 'D loss', 'g_loss': 'G loss', 'd_real': 'D(x)', 'd_fake': 'D(G(z))', 'd_acc': 'D acc'}
   order = [k for k in names if k in m] + sorted(k for k in m if k not in names)
@@ -89,41 +86,43 @@ def _fmt(m: dict) -> str:
 def train(config: Config) -> dict:
   """Trains (or resumes) the run described by ``config``; returns a summary dict with the final state."""
   # -- mesh ------------------------------------------------------------------------------------------------
-  parallel.maybe_initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
+  d, lp = config.dist, config.loop
+  parallel.maybe_initialize_distributed(d.coordinator_address, d.num_processes, d.process_id)
   mesh = parallel.make_mesh()
-  if config.batch_size % jax.device_count():
-    raise ValueError(f'--batch_size={config.batch_size} is not divisible by the {jax.device_count()} devices: '
+  if lp.batch_size % jax.device_count():
+    raise ValueError(f'--batch_size={lp.batch_size} is not divisible by the {jax.device_count()} devices: '
                      'choose a multiple of the device count')
 
-  # -- input -----------------------------------------------------------------------------------------------
-  source, info = data.open_source(config.dataset, config.split, data_dir=config.data_dir,
-                                  manual_dir=config.manual_dir, strict=config.strict_data)
-  model = registry.build_model(config, channels=info.channels, num_classes=info.num_classes)
-  indices = _read_indices(config.dedup) if config.dedup else None
+  # -- input and model -------------------------------------------------------------------------------------
+  source, info = data.open_source(config.data.dataset, config.data.split, data_dir=config.data.data_dir,
+                                  manual_dir=config.data.manual_dir, strict=config.data.strict_data)
+  model = registry.build(config, DataFacts(channels=info.channels, num_classes=info.num_classes, name=info.name))
+  config = model.config                      # resolved: what the run saves and a resume compares
+  indices = _read_indices(config.data.dedup) if config.data.dedup else None
 
   def batches_from(step: int) -> data.Batches:
-    return data.Batches(source, global_batch=config.batch_size, seed=config.seed, start_step=step,
+    return data.Batches(source, global_batch=lp.batch_size, seed=lp.seed, start_step=step,
                         process_index=jax.process_index(), process_count=jax.process_count(), indices=indices,
-                        **registry.data_options(model, config))
+                        **model.data_options())
 
   # -- init or resume --------------------------------------------------------------------------------------
   run = _Run(config, model, info, mesh)
   state = run.init_or_restore()
-  step = int(_host(state.step))
+  step = int(parallel.to_host(state.step))
   batches = batches_from(step)
 
   # -- update ----------------------------------------------------------------------------------------------
   train_step = parallel.data_parallel(model.train_step, mesh)
-  _print(f'{config.model} on {info.name} ({info.num_examples} examples, {info.channels} channels) | '
-         f'{jax.device_count()} devices, {jax.process_count()} processes | global batch {config.batch_size} | '
-         f'steps {step} -> {config.steps} | workdir {run.workdir}')
+  _print(f'{config.model.name} on {info.name} ({info.num_examples} examples, {info.channels} channels) | '
+         f'{jax.device_count()} devices, {jax.process_count()} processes | global batch {lp.batch_size} | '
+         f'steps {step} -> {lp.steps} | workdir {run.workdir}')
 
   # -- loop ------------------------------------------------------------------------------------------------
   t_start = t_log = time.time()
   n_log, compile_s, rollbacks, stopped_by = 0, None, 0, None
   with _StopSignal() as stop:
     try:
-      while step < config.steps:
+      while step < lp.steps:
         try:
           state, metrics = train_step(state, parallel.global_batch(mesh, next(batches)))
           step += 1
@@ -135,20 +134,20 @@ def train(config: Config) -> dict:
             t_log, n_log = time.time(), 0
           else:
             n_log += 1
-          if step % config.log_every == 0 or step == config.steps:
+          if step % lp.log_every == 0 or step == lp.steps:
             m = run.flush()
             if m is not None and n_log:
               dt = time.time() - t_log
-              run.progress(step, m, n_log * config.batch_size / dt, (config.steps - step) * dt / n_log)
+              run.progress(step, m, n_log * lp.batch_size / dt, (lp.steps - step) * dt / n_log)
             t_log, n_log = time.time(), 0
-          if config.sample_every and step % config.sample_every == 0:
+          if lp.sample_every and step % lp.sample_every == 0:
             run.samples(state, step)
-          if config.checkpoint_every and step % config.checkpoint_every == 0:
+          if lp.checkpoint_every and step % lp.checkpoint_every == 0:
             run.save(state, step, batches)
-          if config.eval_every and step % config.eval_every == 0:
+          if config.eval.eval_every and step % config.eval.eval_every == 0:
             run.evaluate(state, step, batches)
         except DivergenceError as e:
-          if config.on_nan != 'rollback' or run.last_good is None or rollbacks >= MAX_ROLLBACKS:
+          if lp.on_nan != 'rollback' or run.last_good is None or rollbacks >= MAX_ROLLBACKS:
             raise
           rollbacks += 1
           state = run.rollback(state, rollbacks)
@@ -179,10 +178,11 @@ class _Run:
 
   def __init__(self, config: Config, model, info, mesh):
     self.config, self.model, self.info, self.mesh = config, model, info, mesh
-    self.workdir = os.path.abspath(config.workdir)
+    self.workdir = os.path.abspath(config.loop.workdir)
     self.is_main = jax.process_index() == 0
-    self.ckpt = ckpt_lib.Checkpointer(self.workdir, keep=config.keep_checkpoints, keep_every=config.keep_every)
-    self.key = jax.random.PRNGKey(config.seed)
+    self.ckpt = ckpt_lib.Checkpointer(self.workdir, keep=config.loop.keep_checkpoints,
+                                      keep_every=config.loop.keep_every)
+    self.key = jax.random.PRNGKey(config.loop.seed)
     self.sample_key = jax.random.fold_in(self.key, 0x5A3)  # fixed z: grids comparable over training
     self.pending: list[tuple[int, dict]] = []            # (step, on-device metrics) not yet fetched
     self.last_good: Optional[int] = None
@@ -209,7 +209,10 @@ class _Run:
     start = self.ckpt.latest_step()
     if start is None:
       return jax.jit(self.model.init, out_shardings=parallel.replicated(self.mesh))(self.key)
-    diffs = diff_identity(self.ckpt.read_config(start), self.config.to_dict())
+    saved = Config.from_dict(self.ckpt.read_config(start))
+    facts = self.ckpt.read_json('data', start)
+    saved = registry.build(saved, DataFacts(facts['channels'], facts.get('num_classes'))).config  # old files
+    diffs = identity_diff(saved, self.config)
     if diffs:
       raise ResumeError(f'{self.workdir} holds a checkpoint of a different run ({"; ".join(diffs)}): '
                         'use another --workdir or the original flags')
@@ -244,9 +247,8 @@ class _Run:
     """--eval_every: measures --eval_metric (common.evaluation.TrainingEvaluator), logs it to TensorBoard
     ('eval/<metric>') and WORKDIR/eval.jsonl, and saves the state to WORKDIR/best when it is the best so far
     (one checkpoint, same layout: ``checkpoint.load(WORKDIR + '/best')``). The best value survives a resume."""
-    from common import evaluation
     if self.evaluator is None:
-      self.evaluator = evaluation.TrainingEvaluator(self.config, self.model, log=_print)
+      self.evaluator = quality.TrainingEvaluator(self.config, self.model, log=_print)
       self.best_ckpt = ckpt_lib.Checkpointer(os.path.join(self.workdir, 'best'), keep=1, async_save=False)
       saved = self.best_ckpt.read_json('data')
       if saved and saved.get('eval_metric') == self.evaluator.metric:
@@ -257,9 +259,7 @@ class _Run:
     value = values[self.evaluator.metric]
     best = self.evaluator.improves(value) and _all_finite(state.params)
     if best:
-      for s in self.best_ckpt.all_steps():     # a resumed run may come back below the kept step
-        if s >= step:
-          self.best_ckpt.manager.delete(s)
+      self.best_ckpt.delete_from(step)         # a resumed run may come back below the kept step
       data_state = {**self._data_state(batches, step), 'eval_metric': self.evaluator.metric, 'eval_value': value}
       try:
         self.best_ckpt.save(step, state, data_state, self.config.to_dict(), force=True)
@@ -299,7 +299,7 @@ class _Run:
     if not self.pending:
       return None
     pending, self.pending = self.pending, []
-    stacked = {k: _host(v) for k, v in _stack([m for _, m in pending]).items()}
+    stacked = {k: parallel.to_host(v) for k, v in _stack([m for _, m in pending]).items()}
     rows = []
     for i, (s, _) in enumerate(pending):
       m = {k: float(v[i]) for k, v in stacked.items()}
@@ -316,14 +316,14 @@ class _Run:
     return rows[-1][1]
 
   def progress(self, step: int, m: dict, img_per_s: float, eta_s: float) -> None:
-    _print(f'step {step:>7d}/{self.config.steps} | {_fmt(m)} | {img_per_s:,.0f} img/s | eta {eta_s:,.0f}s')
+    _print(f'step {step:>7d}/{self.config.loop.steps} | {_fmt(m)} | {img_per_s:,.0f} img/s | eta {eta_s:,.0f}s')
     if self.writer is not None:
       for k, v in {**m, 'img_per_s': img_per_s}.items():
         self.writer.add_scalar(f'train/{k}', v, step)
 
   def samples(self, state, step: int) -> None:
     """Writes the grid of the fixed z and checks sample diversity against the data's (collapse monitor)."""
-    x = _host(self.model.sample(state, self.sample_key, self.config.num_samples))
+    x = parallel.to_host(self.model.sample(state, self.sample_key, self.config.loop.num_samples))
     if not self.is_main:
       return
     try:
@@ -342,10 +342,9 @@ class _Run:
 
   def _diversity_ratio(self, x) -> float:
     if self.real_diversity is None:
-      opts = registry.data_options(self.model, self.config)
-      source, _ = data.open_source(self.config.dataset, self.config.split, data_dir=self.config.data_dir,
-                                   manual_dir=self.config.manual_dir)
-      with data.Batches(source, global_batch=len(x), seed=self.config.seed + 1, resolution=self.model.resolution,
+      opts, d = self.model.data_options(), self.config.data
+      source, _ = data.open_source(d.dataset, d.split, data_dir=d.data_dir, manual_dir=d.manual_dir)
+      with data.Batches(source, global_batch=len(x), seed=self.config.loop.seed + 1, resolution=self.model.resolution,
                         load_size=opts.get('load_size'), prefetch=0) as it:
         self.real_diversity = _diversity(next(it)['image'])
     return _diversity(x) / max(self.real_diversity, 1e-8)
@@ -376,7 +375,7 @@ def _stack(metrics: list[dict]) -> dict:
 
 
 def _all_finite(tree) -> bool:
-  return all(bool(np.all(np.isfinite(_host(x)))) for x in jax.tree_util.tree_leaves(tree)
+  return all(bool(np.all(np.isfinite(parallel.to_host(x)))) for x in jax.tree_util.tree_leaves(tree)
              if np.issubdtype(x.dtype, np.floating))
 
 

@@ -59,6 +59,19 @@ def global_batch(mesh, local: dict) -> dict:
   return jax.tree_util.tree_map(lambda x: jax.make_array_from_process_local_data(s, np.asarray(x)), local)
 
 
+def to_host(x) -> np.ndarray:
+  """A (replicated) array -> numpy on this host; works when the array spans several processes."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return np.asarray(x.addressable_data(0))
+  return np.asarray(x)
+
+
+def on_one_device(tree, device=None):
+  """A (replicated, possibly multi-device) pytree on one device of this process (default the first): tools
+  then run once, not once per device, and jit without the training mesh."""
+  return jax.device_put(jax.tree_util.tree_map(to_host, tree), device or jax.local_devices()[0])
+
+
 def replicate(mesh, tree):
   """Places a (host or single-device) pytree replicated on every device of the mesh."""
   s = replicated(mesh)

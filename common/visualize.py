@@ -33,6 +33,7 @@ Each tile is scaled to its own [min, max].
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from typing import Callable, Optional, Sequence
 
@@ -40,13 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def single_device(tree):
-  """A pytree of arrays (e.g. a restored ``TrainState``) copied onto one device, for tools that run small
-  batches: a state restored replicated over a mesh would run every op on every device. (Goes through the
-  host: ``jax.device_put(x, device)`` of an array of an explicit-axes mesh keeps the mesh in its type, and
-  jitted functions then ask for that mesh.)"""
-  return jax.device_put(jax.device_get(tree), jax.devices()[0])
+from common import checkpoint, data, parallel
+from common import images as im
 
 
 # -- guided activations ------------------------------------------------------------------------------------
@@ -413,7 +409,6 @@ def guided_backprop_figure(trained: dict, random: dict, images) -> np.ndarray:
   """Figure 5 as one picture: for each chosen map (columns), the real image where it responds most and its
   guided backpropagation, for the trained D (top two rows) and a random D (bottom two rows). Optional keys
   of ``trained``: 'maps' (numbers shown), 'net' (name shown, default 'D')."""
-  from common import images as im
   imgs = np.asarray(images)
   m = len(trained['gradients'])
   h = imgs.shape[1]
@@ -429,7 +424,6 @@ def guided_backprop_figure(trained: dict, random: dict, images) -> np.ndarray:
 
 def filters_figure(filters: dict, scale: Optional[int] = None, ncol: int = 16) -> np.ndarray:
   """BiGAN Figure 3 as one picture: the tiles of each network from :func:`network_filters`, captioned."""
-  from common import images as im
   panels = []
   for name, (path, tiles) in filters.items():
     s = scale or max(1, 32 // tiles.shape[1])
@@ -440,3 +434,49 @@ def filters_figure(filters: dict, scale: Optional[int] = None, ncol: int = 16) -
     raise ValueError('no filters found')
   return stack(panels)
 
+
+# -- the command line's picture --------------------------------------------------------------------------
+
+
+def _real_images(model, config, n, split):
+  d = config.data
+  source, _ = data.open_source(d.dataset, split, data_dir=d.data_dir, manual_dir=d.manual_dir)
+  opts = model.data_options(eval=True)
+  n = min(n, len(source))
+  with data.Batches(source, global_batch=n, seed=0, prefetch=0, cache=False, **opts) as it:
+    return next(it)
+
+
+def make_picture(a) -> str:
+  """``launch/visualize.py``: the picture ``a.what`` ('guided_backprop' or 'filters') of the run in ``a.workdir``,
+  with the command line's other fields; returns the PNG's path."""
+  model, state, config = checkpoint.load(a.workdir, a.step)
+  state = parallel.on_one_device(state)
+  out = a.out or os.path.join(a.workdir, f'{a.what}.png')
+  if a.what == 'filters':
+    filters = network_filters(jax.device_get(state.params), model.channels, model.resolution)
+    im.save_png(filters_figure(filters), out)
+    print('filters: ' + ', '.join(f'{k} {p} ({len(t)})' for k, (p, t) in filters.items()))
+  else:
+    if a.net not in model.feature_nets:
+      other = [n for n in model.feature_nets if n != a.net]
+      raise ValueError(f'--model={config.model.name} has no {a.net} that sees images alone (a BiGAN D sees (x, z)): '
+                       + (f'use --net={other[0]}' if other else 'nothing to visualise'))
+    net = model.networks()[a.net]
+    batch = _real_images(model, config, a.num_images, a.split)
+    x = jnp.asarray(batch['image'])
+    size = model.resolution if a.net == 'D' else model.config.bigan.encoder_resolution
+    x = im.resize(x, size)
+    labels = batch['label'] if a.net == 'D' and model.conditional else None
+    trained = maximal_response_backprop(net, state.variables(a.net), x, a.maps, labels=labels,
+                                                  layer=a.layer)
+    init_args = (x[:2],) if labels is None else (x[:2], jnp.asarray(labels[:2]))
+    random_vars = net.init(jax.random.PRNGKey(a.seed), *init_args, train=False)
+    random = maximal_response_backprop(net, random_vars, x, a.maps, labels=labels, layer=a.layer)
+    for r in (trained, random):
+      r['maps'], r['net'] = a.maps, a.net
+    im.save_png(guided_backprop_figure(trained, random, x), out)
+    print(f"{trained['layer']}: maximal responses {', '.join(f'{v:.3g}' for v in trained['value'])} (trained), "
+          f"{', '.join(f'{v:.3g}' for v in random['value'])} (random)")
+  print(f'wrote {out}')
+  return out

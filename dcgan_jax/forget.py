@@ -30,13 +30,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dcgan_jax import models
+from common import features
+from common import images as im
+from common import visualize as vis
 
 
 def hidden_layers(model) -> list[str]:
-  """Names of G's hidden layers from 4x4 up: ['project', 'conv1', ..., 'conv<n-1>']."""
-  n = models.num_layers(model.resolution)
-  return ['project'] + [f'conv{i}' for i in range(1, n)]
+  """Names of G's hidden feature-map layers from 4x4 up (['project', 'conv1', ..., 'conv<n-1>'] for the conv G);
+  ValueError when G has none (MLP generators)."""
+  G = model.networks()['G']
+  z = jnp.zeros((1, model.z_dim))
+  y = jnp.zeros((1,), jnp.int32) if model.conditional else None
+  args = (z, y) if model.conditional else (z,)
+  variables = jax.eval_shape(lambda: G.init(jax.random.PRNGKey(0), *args, train=False))
+  maps = [k[:-len('_act')] for k, shape in features.sown_layers(G, variables, args).items()
+          if len(shape) == 4 and k.endswith('_act')]
+  if not maps:
+    raise ValueError(f'--forget needs a G with feature maps; --model={model.config.model.name} has an MLP G')
+  return maps
 
 
 def default_layer(model) -> str:
@@ -48,10 +59,11 @@ def default_layer(model) -> str:
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def activations(model, state, z, y, layer: str):
   """G's activations at ``layer`` (after ReLU, running batchnorm statistics): [N, h, w, C]."""
-  G, _ = model.networks()
-  if model.num_classes and y is None:
+  G = model.networks()['G']
+  if model.conditional and y is None:
     y = jnp.arange(z.shape[0]) % model.num_classes
-  _, col = G.apply(state.variables('G'), z, y, train=False, mutable=['intermediates'])
+  args = (z, y) if model.conditional else (z,)
+  _, col = G.apply(state.variables('G'), *args, train=False, mutable=['intermediates'])
   return col['intermediates'][f'{layer}_act'][0]
 
 
@@ -189,8 +201,6 @@ def with_and_without(model, state, z, mask, layer: str, y=None, use_running_aver
 
 def figure(original, forgotten, layer: str, dropped: int, total: int, ncol: int = 8) -> np.ndarray:
   """Figure 6: rows of samples, each followed by the same samples with the maps dropped."""
-  from common import images as im
-  from common import visualize as vis
   original, forgotten = np.asarray(original), np.asarray(forgotten)
   ncol = min(ncol, len(original))
   rows = []

@@ -20,7 +20,6 @@ Exemplar expressions (command line): ``"3,7,12 - 5,9,21 + 40,41,42"`` (sets of s
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 import os
 import re
@@ -30,9 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from common import checkpoint, latent, parallel
 from common import images as im
-from common import latent
 from common import visualize as vis
+from dcgan_jax import forget
 
 NOISE_SCALE = 0.25   # Figure 7: "uniform noise sampled with scale +-0.25 was added to Y"
 
@@ -124,22 +124,10 @@ def walks(key, rows: int, steps: int, z_dim: int, methods: Sequence[str] = ('lin
   return jnp.concatenate([latent.interpolate(e[0], e[1], steps, m) for e in ends for m in methods], axis=0)
 
 
-def is_conditional(model) -> bool:
-  """Whether the model's G takes labels (``--model=cdcgan``): its ``generate`` has a ``y`` argument and it
-  has classes (a BiGAN knows its dataset's classes but does not condition on them)."""
-  try:
-    takes_y = 'y' in inspect.signature(model.generate).parameters
-  except (TypeError, ValueError):
-    takes_y = False
-  return takes_y and getattr(model, 'num_classes', 0) > 0
-
-
 def generate(model, state, z, y=None, use_running_average: bool = True):
-  """``model.generate`` for any model with a generator (DCGAN, conditional DCGAN, BiGAN family): labels are
-  passed only to conditional models."""
-  if y is None:
-    return model.generate(state, z, use_running_average=use_running_average)
-  return model.generate(state, z, y, use_running_average=use_running_average)
+  """``model.generate`` for any model (DCGAN, conditional DCGAN, BiGAN family): labels are passed only to
+  conditional models."""
+  return model.generate(state, z, y if model.conditional else None, use_running_average=use_running_average)
 
 
 # -- sheets ------------------------------------------------------------------------------------------------
@@ -172,7 +160,7 @@ def numbered_sheet(model, state, key, num: int, y=None, use_running_average: boo
   """``num`` samples with their z (and labels): {'z': [num, z_dim], 'labels': [num] or None, 'images'}."""
   z = jax.random.uniform(key, (num, model.z_dim), minval=-1.0, maxval=1.0)
   labels = None
-  if is_conditional(model):
+  if model.conditional:
     labels = jnp.arange(num) % model.num_classes if y is None else jnp.asarray(y)
   images = generate(model, state, z, labels, use_running_average)
   return {'z': np.asarray(z), 'labels': None if labels is None else np.asarray(labels), 'images': np.asarray(images)}
@@ -223,7 +211,7 @@ def pick(sheet: dict, ids: Sequence[int]):
 
 def _gen(model, state, z, label, use_running_average=True):
   y = None
-  if is_conditional(model):
+  if model.conditional:
     y = jnp.full((len(z),), int(label), jnp.int32)
   return np.asarray(generate(model, state, jnp.asarray(z), y, use_running_average))
 
@@ -286,7 +274,7 @@ def direction_walks(model, state, sheet: dict, ids_from: Sequence[int], ids_to: 
   z0 = jax.random.uniform(kz, (num, model.z_dim), minval=-1.0, maxval=1.0)
   zz = along(z0, d, steps, t0, t1)
   labels = None
-  if is_conditional(model):
+  if model.conditional:
     labels = jax.random.randint(ky, (num,), 0, model.num_classes)
     y = jnp.repeat(labels, steps)
   else:
@@ -294,3 +282,55 @@ def direction_walks(model, state, sheet: dict, ids_from: Sequence[int], ids_to: 
   images = generate(model, state, zz.reshape(num * steps, -1), y, use_running_average)
   return {'direction': np.asarray(d), 'z': np.asarray(zz), 'images': np.asarray(images),
           'labels': None if labels is None else np.asarray(labels)}
+
+
+# -- the command line's picture --------------------------------------------------------------------------
+
+
+def make_picture(a) -> str:
+  """``launch/latent.py``: the picture of ``a.mode`` ('sheet', 'walk', 'arithmetic', 'direction', 'forget') for
+  the run in ``a.workdir``, with the command line's other fields; returns the PNG's path."""
+  model, state, config = checkpoint.load(a.workdir, a.step)
+  state = parallel.on_one_device(state)     # one device is plenty, and 1/n of the work
+  running = a.batch_stats == 'running'
+  key = jax.random.PRNGKey(a.seed)
+  out = a.out or os.path.join(a.workdir, f'{a.mode}.png')
+  sheet = load_sheet(a.from_sheet, model.z_dim) if a.from_sheet else None
+
+  if a.mode == 'sheet':
+    s = numbered_sheet(model, state, key, a.num or 64, use_running_average=running)
+    png, npz = save_sheet(a.sheet, s, workdir=os.path.abspath(a.workdir), step=int(state.step), seed=a.seed)
+    print(f'wrote {png} and {npz}')
+    return png
+  if a.mode == 'walk':
+    methods = ('linear', 'spherical') if a.method == 'both' else (a.method,)
+    z = walks(key, a.rows, a.steps, model.z_dim, methods)
+    s = max(1, 64 // model.resolution)
+    text = ('rows in pairs: linear, spherical (same end points)' if len(methods) == 2 else f'{methods[0]} walks')
+    im.save_png(vis.caption(vis.upscale(
+        im.grid(generate(model, state, z, None, running), ncol=a.steps), s), text), out)
+  elif a.mode == 'arithmetic':
+    r = vector_arithmetic(model, state, sheet, parse_arithmetic(a.arithmetic), key, a.scale, a.label,
+                             use_running_average=running)
+    im.save_png(arithmetic_figure(r), out)
+    np.savez(os.path.splitext(out)[0] + '.npz', y=r['y'], grid_z=r['grid_z'])
+  elif a.mode == 'direction':
+    ids_from, ids_to = parse_direction(a.direction)
+    r = direction_walks(model, state, sheet, ids_from, ids_to, key, a.num or 8, a.steps, *a.span,
+                           use_running_average=running)
+    s = max(1, 64 // model.resolution)
+    im.save_png(vis.caption(vis.upscale(im.grid(r['images'], ncol=a.steps), s),
+                                      f'z + t * (mean {ids_to} - mean {ids_from}), t = {a.span[0]:g} .. {a.span[1]:g}'),
+                    out)
+    np.savez(os.path.splitext(out)[0] + '.npz', direction=r['direction'], z=r['z'])
+  elif a.mode == 'forget':
+    boxes = forget.read_boxes(a.forget)
+    r = forget.forget(model, state, sheet, boxes, layer=a.layer, seed=a.seed, negatives=a.negatives)
+    print(f"{r['layer']}: {r['positives']} positives, {r['negatives']} negatives, training accuracy "
+          f"{r['accuracy']:.3f}; dropping {r['dropped']} of {len(r['mask'])} maps")
+    z = jax.random.uniform(key, (a.num or 8, model.z_dim), minval=-1.0, maxval=1.0)
+    orig, forgot = forget.with_and_without(model, state, z, r['mask'], r['layer'], use_running_average=running)
+    im.save_png(forget.figure(orig, forgot, r['layer'], r['dropped'], len(r['mask'])), out)
+    np.savez(os.path.splitext(out)[0] + '.npz', mask=r['mask'], weights=r['weights'], layer=r['layer'], z=np.asarray(z))
+  print(f'wrote {out}')
+  return out

@@ -1,7 +1,7 @@
 """``--model=mlp_gan``: the permutation-invariant conditional GAN baseline of the DCGAN paper's Table 3
 (supplementary 8.1, "a permutation invariant GAN baseline", nearest-neighbour test on conditional samples).
 
-G and D are the BiGAN paper's permutation-invariant MLPs (``bigan_jax.models.MLPGenerator`` and
+G and D are the permutation-invariant MLPs of ``common.networks`` (``MLPGenerator`` and
 ``MLPDiscriminator(joint=False)``: two hidden layers of ``--hidden`` units, the second with parameter-free
 batchnorm, which the DCGAN paper found better "for both models"), conditioned by concatenating the label's
 one-hot code to z and to the flattened image. Training, sampling and evaluation are DCGAN's (same loss,
@@ -16,8 +16,10 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from bigan_jax.models import MLPDiscriminator, MLPGenerator, flatten
-from dcgan_jax.train import DCGAN
+from common.config import Config
+from common.model import DataFacts
+from common.networks import MLPDiscriminator, MLPGenerator, flatten
+from dcgan_jax.dcgan import DCGAN
 
 RESOLUTION = 28   # MNIST
 
@@ -34,7 +36,7 @@ class ConditionalMLPGenerator(nn.Module):
   @nn.compact
   def __call__(self, z, y=None, *, train: bool = True, drop=None):
     if drop is not None:
-      raise ValueError('mlp_gan has no feature maps to drop')
+      raise ValueError('--model=mlp_gan has no feature maps to drop: use a conv model (dcgan, cdcgan)')
     h = jnp.concatenate([z, jax.nn.one_hot(y, self.num_classes, dtype=z.dtype)], axis=-1)
     return MLPGenerator(resolution=self.resolution, channels=self.channels, hidden=self.hidden,
                         axis_name=self.axis_name, dtype=self.dtype, name='mlp')(h, train=train)
@@ -58,13 +60,24 @@ class ConditionalMLPDiscriminator(nn.Module):
 class MLPGAN(DCGAN):
   """DCGAN's training and sampling with the conditional permutation-invariant MLPs."""
 
-  @property
-  def resolution(self) -> int:
-    return self.config.resolution or RESOLUTION
+  @classmethod
+  def create(cls, config: Config, facts: DataFacts) -> 'MLPGAN':
+    if not facts.num_classes:
+      raise ValueError(f'--model={config.model.name} needs a labelled dataset; {config.data.dataset} has no labels')
+    return cls(cls.resolve(config, conditional=True, resolution=RESOLUTION), channels=facts.channels,
+               num_classes=facts.num_classes)
 
-  def networks(self, axis_name: Optional[str] = None):
-    c = self.config
-    return (ConditionalMLPGenerator(resolution=self.resolution, channels=self.channels, hidden=c.hidden,
-                                    num_classes=self.num_classes, axis_name=axis_name, dtype=c.dtype),
-            ConditionalMLPDiscriminator(hidden=c.hidden, num_classes=self.num_classes, axis_name=axis_name,
-                                        dtype=c.dtype))
+  @classmethod
+  def check(cls, config: Config) -> None:
+    """The MLPs take any image size."""
+
+  def networks(self, axis_name: Optional[str] = None) -> dict:
+    m = self.config.model
+    return {'G': ConditionalMLPGenerator(resolution=self.resolution, channels=self.channels,
+                                         hidden=self.config.bigan.hidden, num_classes=self.num_classes,
+                                         axis_name=axis_name, dtype=m.dtype),
+            'D': ConditionalMLPDiscriminator(hidden=self.config.bigan.hidden, num_classes=self.num_classes,
+                                             axis_name=axis_name, dtype=m.dtype)}
+
+  def feature_layers(self, net: Optional[str] = None) -> tuple:
+    return ('mlp/fc1_act', 'mlp/fc2_act')

@@ -1,26 +1,32 @@
 """Train a model: python launch/train.py --model=dcgan --dataset=lsun --workdir=runs/lsun
 
-Every hyperparameter is a flag with the paper's default (--help lists them). Running the same command
-again resumes from the latest checkpoint in --workdir; SIGTERM/SIGINT checkpoint and exit cleanly.
+Every hyperparameter is a flag with the paper's default (grouped by section below). Running the same command
+again resumes from the newest checkpoint in --workdir; SIGTERM/SIGINT checkpoint and exit cleanly.
 """
-import argparse
 import sys
 
-import _path  # noqa: F401  (source checkout on sys.path)
-from common.config import add_flags, from_args
+if __package__ in (None, ''):   # python launch/train.py from a checkout: put the checkout on sys.path
+  import os
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from common import config as config_lib, registry  # noqa: E402  (light: no JAX model is imported here)
+from launch import _cli  # noqa: E402
+
+
+def parse(argv=None):
+  models = '\n'.join(f'  {name:24s} {text}' for name, text in registry.describe().items())
+  p = _cli.parser(__doc__ + f'\nmodels (--model):\n{models}')
+  config_lib.add_flags(p, model_choices=registry.names())
+  return config_lib.from_args(p.parse_args(argv))
+
+
+def run(config):
+  from common import loop   # JAX and the models: after --help
+  loop.train(config)
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  add_flags(parser)
-  config = from_args(parser.parse_args(argv))
-  from common import data, loop  # heavy imports after --help
-  try:
-    loop.train(config)
-  except (data.DataError, loop.ResumeError, loop.DivergenceError, loop.StorageError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
-  return 0
+  return _cli.run_main(parse, run, argv)
 
 
 if __name__ == '__main__':

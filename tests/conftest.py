@@ -22,7 +22,7 @@ def tiny_dcgan_run(tmp_path_factory, data_dir):
   from common import loop
   from common.config import Config
   wd = str(tmp_path_factory.mktemp('tiny_dcgan'))
-  loop.train(Config(model='dcgan', dataset='digits', resolution=16, width=16, z_dim=32, batch_size=32, steps=40,
+  loop.train(Config.make(model='dcgan', dataset='digits', resolution=16, width=16, z_dim=32, batch_size=32, steps=40,
                     log_every=20, sample_every=0, checkpoint_every=40, workdir=wd, data_dir=data_dir))
   return wd
 

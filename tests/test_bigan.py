@@ -9,17 +9,23 @@ import numpy as np
 import optax
 import pytest
 
-from bigan_jax import models
-from bigan_jax.train import (Autoencoder, BiGAN, JointLatentRegressor, _apply, bigan_losses, build, decay_mask,
-                             latent_regression_loss, logits_to_z, reconstruction_loss)
-from common import metrics, parallel
+from bigan_jax.family import apply as _apply
+from bigan_jax.objectives import bigan_losses, decay_mask, latent_regression_loss, logits_to_z, reconstruction_loss
+from common import metrics, parallel, registry
+from common import networks as models
 from common.config import Config
-from dcgan_jax.train import sample_z
+from common.gan import sample_z
+from common.model import DataFacts
 
-TINY = Config(model='bigan', hidden=32, resolution=8, z_dim=8, batch_size=16, steps=100)
-CONV = Config(model='bigan', architecture='conv', resolution=8, width=8, z_dim=8, batch_size=16, steps=100)
+TINY = Config.make(model='bigan', hidden=32, resolution=8, z_dim=8, batch_size=16, steps=100)
+CONV = Config.make(model='bigan', architecture='conv', resolution=8, width=8, z_dim=8, batch_size=16, steps=100)
 # The networks as this project built them before following the authors' code (tests/test_fidelity.py pins the
 # defaults); these tests keep checking that the alternatives stay available.
+def build(config, channels=1, num_classes=None):
+  """The model of ``config`` for data of ``channels`` channels, its defaults resolved (``registry.build``)."""
+  return registry.build(config, DataFacts(channels, num_classes))
+
+
 LEGACY = dict(z_into_d='every_layer', layer_bias=True, z_into_g=False, encoder_output='linear',
               data_range='symmetric', alexnet_pool5=True)
 
@@ -57,7 +63,7 @@ def _run(model, devices, batches, state=None):
 
 @pytest.fixture(scope='module')
 def mlp():
-  model = BiGAN(TINY, channels=1)
+  model = build(TINY, channels=1)
   return model, _init(model)
 
 
@@ -79,13 +85,13 @@ def _d_acts(D, v, x, z):
 @pytest.mark.parametrize('config', [TINY.replace(**LEGACY), CONV.replace(resolution=16, **LEGACY)],
                          ids=['mlp', 'conv'])
 def test_z_is_injected_at_every_layer_of_d(config):
-  model = BiGAN(config, channels=1)
+  model = build(config, channels=1)
   D = model.networks()['D']
-  x = jnp.asarray(_batch(4, res=config.resolution)['image'])
+  x = jnp.asarray(_batch(4, res=config.model.resolution)['image'])
   z = sample_z(jax.random.PRNGKey(1), 4, 8)
   v = jax.jit(lambda: D.init(jax.random.PRNGKey(0), x, z, train=False))()
   p = v['params']
-  hidden = ['fc1', 'fc2'] if config.architecture is None else ['conv1', 'conv2']   # 16x16: two stride-2 layers
+  hidden = ['fc1', 'fc2'] if config.bigan.architecture is None else ['conv1', 'conv2']   # 16x16: two stride-2 layers
   for name in hidden + ['logit']:
     assert f'{name}_z' in p, name
     assert 'bias' not in p[f'{name}_z']      # a linear map of z (the layer keeps its own bias)
@@ -100,7 +106,7 @@ def test_z_is_injected_at_every_layer_of_d(config):
 
 
 def test_conv_d_four_layers_at_64_and_z_init_scaled_by_kernel_area():
-  model = BiGAN(Config(model='bigan', z_dim=200, **LEGACY), channels=3)
+  model = build(Config.make(model='bigan', z_dim=200, **LEGACY), channels=3)
   assert (model.architecture, model.resolution, model.z_dim, model.encoder_kind) == ('conv', 64, 200, 'alexnet')
   D = model.networks()['D']
   shapes = jax.eval_shape(lambda: D.init(jax.random.PRNGKey(0), jnp.zeros((2, 64, 64, 3)), jnp.zeros((2, 200)),
@@ -121,7 +127,7 @@ def test_conv_d_four_layers_at_64_and_z_init_scaled_by_kernel_area():
 
 
 def test_mlp_parameter_free_batchnorm_on_second_hidden_layer():
-  model = BiGAN(TINY.replace(**LEGACY), channels=1)
+  model = build(TINY.replace(**LEGACY), channels=1)
   s = _init(model)
   for net in ('G', 'D', 'E'):
     p = s.params[net]
@@ -134,7 +140,7 @@ def test_mlp_parameter_free_batchnorm_on_second_hidden_layer():
 
 
 def test_weight_decay_only_on_kernels(mlp):
-  for model in (mlp[0], BiGAN(CONV.replace(resolution=16), channels=1)):
+  for model in (mlp[0], build(CONV.replace(resolution=16), channels=1)):
     params = jax.eval_shape(model.init, jax.random.PRNGKey(0)).params
     for net, tree in params.items():
       flat = jax.tree_util.tree_flatten_with_path(decay_mask(tree))[0]
@@ -147,11 +153,11 @@ def test_weight_decay_only_on_kernels(mlp):
   upd = jax.jit(lambda p: tx.update(jax.tree_util.tree_map(jnp.zeros_like, p), tx.init(p), p)[0])(p)
   for (path, u) in jax.tree_util.tree_flatten_with_path(upd)[0]:
     assert (float(jnp.abs(u).max()) > 0) == (path[-1].key == 'kernel'), path
-  assert 'scale' in params['D']['bn2'] and TINY.weight_decay == 2.5e-5
+  assert 'scale' in params['D']['bn2'] and mlp[0].config.model.weight_decay == 2.5e-5
 
 
 def test_learning_rate_schedule():
-  model = BiGAN(Config(model='bigan', steps=1000), channels=1)
+  model = build(Config.make(model='bigan', steps=1000), channels=1)
   lr = model.schedule
   assert np.isclose(lr(0), 2e-4) and np.isclose(lr(500), 2e-4) and np.isclose(lr(1000), 2e-6, rtol=1e-4)
   assert np.isclose(lr(750), 2e-5, rtol=1e-3)          # exponential: the geometric mean halfway through decay
@@ -159,8 +165,8 @@ def test_learning_rate_schedule():
 
 
 def test_adam_betas():
-  c = Config()
-  assert (c.lr, c.beta1, c.beta2, c.lr_final, c.batch_size) == (2e-4, 0.5, 0.999, 2e-6, 128)
+  c = Config.make()
+  assert (c.model.lr, c.model.beta1, c.model.beta2, c.bigan.lr_final, c.loop.batch_size) == (2e-4, 0.5, 0.999, 2e-6, 128)
 
 
 # -- objective and the step --------------------------------------------------------------------------------
@@ -243,7 +249,7 @@ def test_encoder_learns_to_invert_generator():
   def data(k):
     return np.tanh(rng.uniform(-1, 1, (k, zd)).astype(np.float32) @ A).reshape(k, res, res, 1)
 
-  model = BiGAN(Config(model='bigan', hidden=64, resolution=res, z_dim=zd, batch_size=n, steps=200, lr=1e-3),
+  model = build(Config.make(model='bigan', hidden=64, resolution=res, z_dim=zd, batch_size=n, steps=200, lr=1e-3),
                 channels=1)
   mesh = parallel.make_mesh(jax.devices()[:1])
   state = jax.jit(model.init, out_shardings=parallel.replicated(mesh))(jax.random.PRNGKey(0))
@@ -273,7 +279,7 @@ def test_latent_regression_loss_is_sigmoid_cross_entropy_to_rescaled_z():
 
 
 def test_joint_latent_regressor_step_e_does_not_touch_g_or_d():
-  model = JointLatentRegressor(TINY.replace(model='joint_latent_regressor', jlr_weight=0.0), channels=1)
+  model = build(TINY.replace(model='joint_latent_regressor', jlr_weight=0.0), channels=1)
   assert isinstance(model.networks()['D'], models.MLPDiscriminator) and not model.networks()['D'].joint
   s0 = _init(model)
   other_e = _init(model, seed=1).params['E']
@@ -286,7 +292,8 @@ def test_joint_latent_regressor_step_e_does_not_touch_g_or_d():
   assert all(jax.tree_util.tree_leaves(same))
   assert {'d_loss', 'g_loss', 'e_loss', 'z_err'} <= set(ma)
   x = _batch(4)['image']
-  assert model.d_features(a, x).shape == (4, 32) and model.d_features(a, x, layer='fc1_act,fc2_act').shape == (4, 64)
+  assert model.features(a, x, net='D').shape == (4, 32)
+  assert model.features(a, x, net='D', layer='fc1_act,fc2_act').shape == (4, 64)
   z = np.asarray(model.encode(a, x))
   assert z.shape == (4, 8) and np.abs(z).max() < 1       # 2 sigmoid(logits) - 1
 
@@ -298,7 +305,7 @@ def test_autoencoder_l1_and_l2():
   s0 = None
   out = {}
   for kind in ('l2', 'l1'):
-    model = Autoencoder(TINY.replace(model='autoencoder', recon_loss=kind), channels=1)
+    model = build(TINY.replace(model='autoencoder', recon_loss=kind), channels=1)
     assert set(model.networks()) == {'G', 'E'}
     s0 = s0 or _init(model)
     s1, (m,) = _run(model, jax.devices()[:1], [_batch()], s0)
@@ -331,7 +338,7 @@ def test_generalised_bigan_encoder_at_twice_the_resolution():
 
 @pytest.mark.parametrize('res,pool5', [(64, 2), (112, 4)])
 def test_alexnet_encoder_shapes(res, pool5):
-  model = build(Config(model='bigan', encoder_resolution=res, alexnet_pool5=True), channels=3)
+  model = build(Config.make(model='bigan', encoder_resolution=res, alexnet_pool5=True), channels=3)
   assert model.encoder_kind == 'alexnet' and model.resolution == 64
   assert model.data_options()['load_size'] == round(res * 72 / 64)
   E = model.networks()['E']
@@ -388,7 +395,8 @@ def table(tmp_path_factory, data_dir):
   args = evaluate.parse(['--table=1nn', '--dataset=digits', f'--workroot={root}', '--steps_bigan=12',
                          '--steps_baseline=8', '--hidden=32', '--resolution=8', '--z_dim=8', '--batch_size=32',
                          f'--data_dir={data_dir}', '--sample_every=0', '--log_every=4', '--eval_batch=300'])
-  return evaluate, root, evaluate.table_1nn(args)
+  from bigan_jax import table1
+  return evaluate, root, table1.table_1nn(args)
 
 
 def test_table_1nn_trains_and_evaluates_every_method(table, capsys):
@@ -406,7 +414,7 @@ def test_latent_regressor_freezes_the_gans_generator(table):
   _, root, _ = table
   gan, gan_state, _ = checkpoint.load(os.path.join(root, 'jlr'))
   lr_model, lr_state, cfg = checkpoint.load(os.path.join(root, 'lr'))
-  assert cfg.gan_workdir == os.path.join(root, 'jlr') and set(lr_state.opt_state) == {'E'}
+  assert cfg.bigan.gan_workdir == os.path.join(root, 'jlr') and set(lr_state.opt_state) == {'E'}
   same = jax.tree_util.tree_map(np.array_equal, jax.device_get(gan_state.params['G']),
                                 jax.device_get(lr_state.params['G']))
   assert all(jax.tree_util.tree_leaves(same))     # G copied from the GAN and never updated
@@ -437,7 +445,7 @@ def test_bigan_features_beat_a_random_encoder_on_fashion_mnist(tmp_path, load_cl
   import re
   from common import loop
   wd = str(tmp_path / 'bigan')
-  loop.train(Config(model='bigan', dataset='fashion_mnist', manual_dir=FASHION_MNIST, data_dir=str(tmp_path / 'tfds'),
+  loop.train(Config.make(model='bigan', dataset='fashion_mnist', manual_dir=FASHION_MNIST, data_dir=str(tmp_path / 'tfds'),
                     steps=30000, log_every=5000, sample_every=0, checkpoint_every=30000, workdir=wd))
   evaluate = load_cli('evaluate')
 

@@ -6,9 +6,10 @@ import pytest
 from flax import linen as nn
 
 from common.config import Config
+from common.model import DataFacts
 from common.state import count_params
-from dcgan_jax import models
-from dcgan_jax.train import DCGAN
+from common import networks as models
+from dcgan_jax.dcgan import DCGAN
 
 
 def _init(res=64, width=128, k=5, channels=3, num_classes=0, bn_scale_bias=True):
@@ -50,7 +51,7 @@ def test_paper_64x64_discriminator_layers():
 
 
 def test_parameter_count_of_paper_defaults():
-  s = jax.eval_shape(DCGAN(Config(resolution=64)).init, jax.random.PRNGKey(0))
+  s = jax.eval_shape(DCGAN.create(Config.make(resolution=64), DataFacts(channels=3)).init, jax.random.PRNGKey(0))
   # G: 100*16384 + BN(1024) + 5*5*(1024*512 + 512*256 + 256*128 + 128*3) + 3 + BN(512, 256, 128)
   g = 100 * 16384 + 2 * 1024 + 25 * (1024 * 512 + 512 * 256 + 256 * 128 + 128 * 3) + 3 + 2 * (512 + 256 + 128)
   d = 25 * (3 * 128 + 128 * 256 + 256 * 512 + 512 * 1024) + 128 + 2 * (256 + 512 + 1024) + 16384 + 1
@@ -101,7 +102,7 @@ def test_activations_relu_in_g_tanh_output_leaky_in_d():
 
 
 def test_init_statistics_are_n_0_002():
-  s = DCGAN(Config(resolution=64)).init(jax.random.PRNGKey(0))
+  s = DCGAN.create(Config.make(resolution=64), DataFacts(channels=3)).init(jax.random.PRNGKey(0))
   for net in ('G', 'D'):
     kernels = [v['kernel'] for v in s.params[net].values() if 'kernel' in v]
     flat = np.concatenate([np.asarray(k).ravel() for k in kernels])

@@ -7,9 +7,18 @@ import pytest
 
 from common import parallel
 from common.config import Config
-from dcgan_jax.train import DCGAN, bce
+from common.gan import bce
+from common.model import DataFacts
+from dcgan_jax.dcgan import DCGAN
 
-CFG = Config(resolution=16, width=8, kernel_size=5, batch_size=16, z_dim=16)
+CFG = Config.make(resolution=16, width=8, kernel_size=5, batch_size=16, z_dim=16)
+
+
+def _dcgan(config, channels=1, num_classes=0):
+  """The DCGAN of ``config`` (conditional with classes), its defaults resolved as the registry does."""
+  if num_classes:
+    return DCGAN.create_conditional(config, DataFacts(channels, num_classes))
+  return DCGAN.create(config, DataFacts(channels))
 
 
 def _batch(n=16, res=16, c=1, seed=0):
@@ -30,7 +39,7 @@ def _run(model, devices, steps=2, seed=0):
 
 
 def test_one_step_updates_g_and_d_and_counts():
-  model = DCGAN(CFG, channels=1)
+  model = _dcgan(CFG)
   s0 = jax.device_get(model.init(jax.random.PRNGKey(0)))
   s1, (m,) = _run(model, jax.devices()[:1], steps=1)
   assert int(s1.step) == 1 and np.array_equal(s1.key, s0.key)   # base key fixed; fold_in(step) per step
@@ -45,7 +54,7 @@ def test_one_step_updates_g_and_d_and_counts():
 
 
 def test_step_is_pure_and_deterministic():
-  model = DCGAN(CFG, channels=1)
+  model = _dcgan(CFG)
   a, ma = _run(model, jax.devices()[:1])
   b, mb = _run(model, jax.devices()[:1])
   assert ma == mb
@@ -62,8 +71,8 @@ def test_losses_are_the_papers():
 
 
 def test_adam_is_papers():
-  model = DCGAN(Config(), channels=1)
-  assert (CFG.lr, CFG.beta1, CFG.beta2, Config().batch_size) == (2e-4, 0.5, 0.999, 128)
+  model = _dcgan(Config.make())
+  assert (CFG.model.lr, CFG.model.beta1, CFG.model.beta2, Config.make().loop.batch_size) == (2e-4, 0.5, 0.999, 128)
   tx = model.optimizers()['G']
   p = {'w': jnp.ones(3)}
   upd, _ = tx.update({'w': jnp.ones(3)}, tx.init(p), p)
@@ -72,7 +81,7 @@ def test_adam_is_papers():
 
 
 def test_latent_is_uniform_minus_one_one():
-  from dcgan_jax.train import sample_z
+  from common.gan import sample_z
   z = np.asarray(sample_z(jax.random.PRNGKey(0), 4096, 100))
   assert z.shape == (4096, 100) and z.min() >= -1 and z.max() <= 1
   assert abs(z.mean()) < 0.01 and abs(z.var() - 1 / 3) < 0.01
@@ -82,7 +91,7 @@ def test_latent_is_uniform_minus_one_one():
 def test_eight_devices_equal_one_device(conditional):
   """The same global batch on 8 devices (synced batchnorm, pmean gradients) equals 1 device."""
   assert jax.device_count() >= 8, 'conftest sets 8 simulated CPU devices'
-  model = DCGAN(CFG, channels=1, num_classes=10 if conditional else 0)
+  model = _dcgan(CFG, 1, 10 if conditional else 0)
   s1, m1 = _run(model, jax.devices()[:1], steps=3)
   s8, m8 = _run(model, jax.devices()[:8], steps=3)
   for a, b in zip(m1, m8):
@@ -94,7 +103,7 @@ def test_eight_devices_equal_one_device(conditional):
 
 
 def test_sample_range_and_running_vs_batch_statistics():
-  model = DCGAN(CFG, channels=1)
+  model = _dcgan(CFG)
   s, _ = _run(model, jax.devices()[:1], steps=2)
   x = model.sample(s, jax.random.PRNGKey(3), 8)
   assert x.shape == (8, 16, 16, 1) and float(jnp.abs(x).max()) <= 1.0
@@ -108,7 +117,7 @@ def test_sample_range_and_running_vs_batch_statistics():
 
 
 def test_bfloat16_compute_keeps_float32_state_and_trains():
-  model = DCGAN(CFG.replace(dtype='bfloat16'), channels=1)
+  model = _dcgan(CFG.replace(dtype='bfloat16'))
   s0 = jax.device_get(model.init(jax.random.PRNGKey(0)))
   s, ms = _run(model, jax.devices()[:1], steps=4)
   leaves = jax.tree_util.tree_leaves((s.params, s.batch_stats, s.opt_state))
@@ -118,6 +127,6 @@ def test_bfloat16_compute_keeps_float32_state_and_trains():
   moved = jax.tree_util.tree_map(lambda a, b: not np.allclose(a, b), s0.params, s.params)
   assert all(jax.tree_util.tree_leaves(moved))
   # The convolutions really ran in bf16: outputs differ from the float32 model's on the same params.
-  f32 = DCGAN(CFG, channels=1)
+  f32 = _dcgan(CFG)
   z = jax.random.uniform(jax.random.PRNGKey(1), (4, 16), minval=-1, maxval=1)
   assert not np.array_equal(np.asarray(model.generate(s, z)), np.asarray(f32.generate(s, z)))

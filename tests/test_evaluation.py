@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from common import checkpoint, data, evaluation, feature_net, loop, metrics
+from common import checkpoint, data, eval_tasks, feature_net, features, images, loop, metrics, nn_generated, probes
+from common import quality, registry
+from common.model import DataFacts
 from common.config import Config
 
 
@@ -34,7 +36,7 @@ def _np_max_pool(h, grid):
 @pytest.mark.parametrize('shape', [(2, 8, 8, 3), (2, 16, 12, 2), (1, 6, 10, 4), (2, 2, 2, 1), (1, 4, 4, 5)])
 def test_adaptive_max_pool_matches_numpy(shape):
   h = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-  np.testing.assert_array_equal(np.asarray(evaluation.adaptive_max_pool(jnp.asarray(h), 4)), _np_max_pool(h, 4))
+  np.testing.assert_array_equal(np.asarray(features.adaptive_max_pool(jnp.asarray(h), 4)), _np_max_pool(h, 4))
 
 
 # -- features ------------------------------------------------------------------------------------------------
@@ -50,7 +52,7 @@ def test_dcgan_features_pool_every_conv_layer_to_4x4(tiny):
   x = np.random.default_rng(0).uniform(-1, 1, (5, 16, 16, 1)).astype(np.float32)
   f = np.asarray(model.features(state, x))
   assert f.shape == (5, 16 * (16 + 32))
-  _, D = model.networks()
+  D = model.networks()['D']
   _, inter = D.apply(state.variables('D'), x, train=False, mutable=['intermediates'])
   acts = [np.asarray(inter['intermediates'][k][0]) for k in ('conv1_act', 'conv2_act')]
   want = np.concatenate([_np_max_pool(a, 4).reshape(5, -1) for a in acts], axis=1)
@@ -62,20 +64,21 @@ def test_dcgan_features_pool_every_conv_layer_to_4x4(tiny):
 
 
 def test_bigan_encoder_features_through_the_same_pooling():
-  from bigan_jax.train import build
+  def build(config, channels):
+    return registry.build(config, DataFacts(channels))
 
   def shape(model, x, **kw):   # shapes only: nothing is compiled
     state = jax.eval_shape(model.init, jax.random.PRNGKey(0))
-    return jax.eval_shape(lambda s, x: evaluation.model_features(model, s, x, **kw), state, x).shape
+    return jax.eval_shape(lambda s, x: probes.probe_features(model, s, x, **kw), state, x).shape
 
-  conv = build(Config(model='bigan', dataset='digits', architecture='conv', resolution=16, width=8, z_dim=8),
+  conv = build(Config.make(model='bigan', dataset='digits', architecture='conv', resolution=16, width=8, z_dim=8),
                channels=1)
   x = jax.ShapeDtypeStruct((3, 16, 16, 1), jnp.float32)
   assert shape(conv, x) == (3, 16 * (8 + 16))                  # E: conv1 8x8x8, conv2 4x4x16, each -> 4x4
   assert shape(conv, x, layer='conv1_act') == (3, 16 * 8)
   with pytest.raises(ValueError, match='no plain discriminator'):
     shape(conv, x, net='D')
-  mlp = build(Config(model='joint_latent_regressor', dataset='digits', resolution=8, hidden=32, z_dim=8), channels=1)
+  mlp = build(Config.make(model='joint_latent_regressor', dataset='digits', resolution=8, hidden=32, z_dim=8), channels=1)
   x = jax.ShapeDtypeStruct((3, 8, 8, 1), jnp.float32)
   assert shape(mlp, x) == (3, 64)                              # MLP E: fc1, fc2 (not pooled)
   assert shape(mlp, x, net='D') == (3, 64)
@@ -83,35 +86,35 @@ def test_bigan_encoder_features_through_the_same_pooling():
 
 def test_channel_adaptation():
   gray = np.random.default_rng(0).uniform(-1, 1, (2, 4, 4, 1)).astype(np.float32)
-  rgb = evaluation.match_channels(gray, 3)
+  rgb = np.asarray(images.adapt(gray, channels=3))
   assert rgb.shape == (2, 4, 4, 3) and np.array_equal(rgb[..., 2], gray[..., 0])
-  np.testing.assert_allclose(evaluation.match_channels(rgb, 1), gray, rtol=1e-6)
-  note = evaluation.adaptation_note('mnist', 1, (28, 28, 1), 3, 32)
+  np.testing.assert_allclose(np.asarray(images.adapt(rgb, channels=1)), gray, rtol=1e-6)
+  note = probes.adaptation_note('mnist', 1, (28, 28, 1), 3, 32)
   assert 'gray replicated to RGB' in note and '28x28 resized' in note and '\n' not in note
-  assert evaluation.adaptation_note('cifar10', 3, (32, 32, 3), 3, 32) == ''
+  assert probes.adaptation_note('cifar10', 3, (32, 32, 3), 3, 32) == ''
 
 
 # -- the SVM protocol ----------------------------------------------------------------------------------------
 
 def test_balanced_draw_and_validation_split():
   labels = np.random.default_rng(0).integers(0, 10, 3000)
-  val, rest = evaluation.validation_split(len(labels), 500, seed=0)
+  val, rest = probes.validation_split(len(labels), 500, seed=0)
   assert len(val) == 500 and len(rest) == 2500 and not set(val) & set(rest)
-  a = rest[evaluation.balanced_draw(labels[rest], 25, np.random.default_rng([0, 0]), 10)]
-  b = rest[evaluation.balanced_draw(labels[rest], 25, np.random.default_rng([0, 1]), 10)]
+  a = rest[probes.balanced_draw(labels[rest], 25, np.random.default_rng([0, 0]), 10)]
+  b = rest[probes.balanced_draw(labels[rest], 25, np.random.default_rng([0, 1]), 10)]
   assert np.array_equal(np.bincount(labels[a], minlength=10), np.full(10, 25))
   assert np.array_equal(np.bincount(labels[b], minlength=10), np.full(10, 25))
   assert not set(a) & set(val) and set(a) != set(b)
   with pytest.raises(ValueError, match='fewer than --labels_per_class'):
-    evaluation.balanced_draw(labels[rest], 10_000, 0)
+    probes.balanced_draw(labels[rest], 10_000, 0)
 
 
 def test_svm_probe_beats_chance_on_a_short_run(tiny, data_dir):
   model, state, _ = tiny
   train, _ = data.open_source('digits', 'train', data_dir=data_dir)
   test, _ = data.open_source('digits', 'test', data_dir=data_dir)
-  r = evaluation.svm_probe(evaluation.feature_fn(model, state), train, test, resolution=16, channels=1,
-                           labels_per_class=20, draws=2, val_size=200, Cs=(1e-2,), log=lambda *_: None)
+  r = probes.svm_probe(probes.feature_fn(model, state), train, test, resolution=16, channels=1,
+                       labels_per_class=20, draws=2, val_size=200, Cs=(1e-2,), log=lambda *_: None)
   assert r['n_train'] == [200, 200] and r['n_val'] == 200 and r['n_test'] == 300 and r['dims'] == 768
   assert r['mean_accuracy'] > 0.5, r          # chance: 0.1
   assert len(set(r['accuracy'])) == 2 or r['std_error'] == 0
@@ -141,8 +144,8 @@ def test_nn_generated_streams_with_memory_independent_of_the_count():
     centres = jnp.asarray(np.stack([test_x[test_y == c].mean(0) for c in range(3)]))
     return centres[y] + 0.01 * jax.random.normal(key, (len(y), 4, 4, 1))
 
-  small = evaluation.nn_generated(generate, 3, 10, test_x, test_y, batch=16)
-  big = evaluation.nn_generated(generate, 3, 200, test_x, test_y, batch=16)
+  small = nn_generated.nn_generated(generate, 3, 10, test_x, test_y, batch=16)
+  big = nn_generated.nn_generated(generate, 3, 200, test_x, test_y, batch=16)
   assert small['samples'] == 30 and big['samples'] == 600
   assert set(calls) == {16}                                   # one batch at a time, never the whole set
   assert small['stream_bytes'] == big['stream_bytes']         # what is kept does not grow with the count
@@ -223,10 +226,10 @@ def test_feature_net_saves_and_reloads(classifier_dir):
 
 def test_real_statistics_are_cached(classifier_dir, data_dir, monkeypatch):
   net = feature_net.load(classifier_dir)
-  first = evaluation.real_statistics(net, 'digits', 'test', resolution=8, data_dir=data_dir, log=None)
+  first = quality.real_statistics(net, 'digits', 'test', resolution=8, data_dir=data_dir, log=None)
   assert first.path.startswith(os.path.join(data_dir, 'fid_stats', 'digits'))
-  monkeypatch.setattr(evaluation, 'featurize', lambda *a, **k: pytest.fail('recomputed instead of cached'))
-  second = evaluation.real_statistics(net, 'digits', 'test', resolution=8, data_dir=data_dir, log=None)
+  monkeypatch.setattr(quality, 'featurize', lambda *a, **k: pytest.fail('recomputed instead of cached'))
+  second = quality.real_statistics(net, 'digits', 'test', resolution=8, data_dir=data_dir, log=None)
   assert not first.cached and second.cached and second.n == 300
   np.testing.assert_array_equal(first.mu, second.mu)
   np.testing.assert_array_equal(first.feats, second.feats)
@@ -236,9 +239,9 @@ def test_real_statistics_are_cached(classifier_dir, data_dir, monkeypatch):
 
 def test_eval_every_keeps_the_best_checkpoint(tmp_path, data_dir, monkeypatch, load_cli):
   seq = iter([5.0, 3.0, 4.0, 6.0, 3.5, 2.0])
-  monkeypatch.setattr(evaluation.TrainingEvaluator, 'measure', lambda self, state: {'fid': next(seq)})
+  monkeypatch.setattr(quality.TrainingEvaluator, 'measure', lambda self, state: {'fid': next(seq)})
   wd = str(tmp_path)
-  cfg = Config(model='dcgan', **TINY, workdir=wd, data_dir=data_dir, steps=8, checkpoint_every=8, eval_every=2)
+  cfg = Config.make(model='dcgan', **TINY, workdir=wd, data_dir=data_dir, steps=8, checkpoint_every=8, eval_every=2)
   loop.train(cfg)
   assert checkpoint.Checkpointer(os.path.join(wd, 'best')).all_steps() == [4]
   _, state, _ = checkpoint.load(os.path.join(wd, 'best'))
@@ -252,14 +255,14 @@ def test_eval_every_keeps_the_best_checkpoint(tmp_path, data_dir, monkeypatch, l
   assert checkpoint.Checkpointer(os.path.join(wd, 'best')).all_steps() == [12]
   cli = load_cli('evaluate')
   a = cli.parse([f'--workdir={wd}', '--best', '--eval=knn'])
-  _, state, _ = cli.load_run(a)
+  _, state, _ = eval_tasks.load_run(a)
   assert int(state.step) == 12
 
 
 def test_training_evaluator_on_the_feature_net(tiny, data_dir, classifier_dir):
   model, state, config = tiny
-  ev = evaluation.TrainingEvaluator(config.replace(data_dir=data_dir, eval_metric='kid', eval_samples=64,
-                                                   feature_net_dir=classifier_dir), model, log=lambda *_: None)
+  ev = quality.TrainingEvaluator(config.replace(data_dir=data_dir, eval_metric='kid', eval_samples=64,
+                                                feature_net_dir=classifier_dir), model, log=lambda *_: None)
   values = ev.measure(state)
   assert set(values) >= {'fid', 'kid', 'kid_stderr'} and values['fid'] > 0 and np.isfinite(values['kid'])
   assert ev.improves(values['kid']) and ev.lower_is_better
@@ -306,7 +309,7 @@ def test_cli_quality_table(tiny_dcgan_run, data_dir, classifier_dir, _run):
 @pytest.mark.parametrize('model', ['cdcgan', pytest.param('mlp_gan', marks=pytest.mark.slow)])
 def test_cli_nn_generated(model, tmp_path, data_dir, _run):
   wd = str(tmp_path / model)
-  loop.train(Config(model=model, **TINY, hidden=32, workdir=wd, data_dir=data_dir, steps=4, checkpoint_every=4))
+  loop.train(Config.make(model=model, **TINY, hidden=32, workdir=wd, data_dir=data_dir, steps=4, checkpoint_every=4))
   rc, out, err = _run(f'--workdir={wd}', '--eval=nn_generated', '--samples_per_class=20', '--gen_batch=64')
   assert rc == 0, err
   assert '| GAN | 6.28% | 5.65% |' in out and '| DCGAN | 2.98% | 1.48% |' in out
@@ -314,9 +317,7 @@ def test_cli_nn_generated(model, tmp_path, data_dir, _run):
 
 
 def test_mlp_gan_is_a_conditional_mlp_dcgan():
-  from common import registry
-  model = registry.build_model(Config(model='mlp_gan', dataset='digits', hidden=32, z_dim=16), channels=1,
-                               num_classes=10)
+  model = registry.build(Config.make(model='mlp_gan', dataset='digits', hidden=32, z_dim=16), DataFacts(1, 10))
   assert model.resolution == 28 and model.num_classes == 10
   state = jax.jit(model.init)(jax.random.PRNGKey(0))
   assert state.params['D']['mlp']['fc1']['kernel'].shape == (28 * 28 + 10, 32)    # one-hot label joins x
@@ -327,11 +328,11 @@ def test_mlp_gan_is_a_conditional_mlp_dcgan():
   new, m = jax.eval_shape(parallel.data_parallel(model.train_step, parallel.make_mesh(jax.devices()[:1])),
                           state, batch)
   assert set(m) >= {'d_loss', 'g_loss'}
-  r = evaluation.nn_generated(evaluation.generator_fn(model, state), 10, 3, np.zeros((5, 28, 28, 1)),
-                              np.arange(5), batch=16)
+  r = nn_generated.nn_generated(nn_generated.generator_fn(model, state), 10, 3, np.zeros((5, 28, 28, 1)),
+                                np.arange(5), batch=16)
   assert r['samples'] == 30
   with pytest.raises(ValueError, match='needs a labelled dataset'):
-    registry.build_model(Config(model='mlp_gan'), channels=1, num_classes=None)
+    registry.build(Config.make(model='mlp_gan'), DataFacts(1, None))
 
 
 def test_cli_errors_are_one_line(tiny_dcgan_run, data_dir, _run):

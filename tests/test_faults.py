@@ -96,11 +96,11 @@ def test_sigkill_many_trials(tmp_path, data_dir):
 
 def _nan_at(step_to_break, monkeypatch):
   """Makes the jitted step return a NaN loss at one step, for the run's original key only."""
-  real_build = registry.build_model
+  real_build = registry.build
 
-  def build(config, **kw):
-    model = real_build(config, **kw)
-    original = model.init(jax.random.PRNGKey(config.seed)).key
+  def build(config, facts):
+    model = real_build(config, facts)
+    original = model.init(jax.random.PRNGKey(config.loop.seed)).key
 
     class Broken:
       def __getattr__(self, name):
@@ -111,19 +111,19 @@ def _nan_at(step_to_break, monkeypatch):
         hit = (state.step + 1 == step_to_break) & jnp.all(state.key == original)
         return state2, {**m, 'd_loss': jnp.where(hit, jnp.nan, m['d_loss'])}
     return Broken()
-  monkeypatch.setattr(registry, 'build_model', build)
+  monkeypatch.setattr(registry, 'build', build)
 
 
 def test_nan_stops_with_last_good_checkpoint(tmp_path, data_dir, monkeypatch):
   _nan_at(5, monkeypatch)
   with pytest.raises(loop.DivergenceError, match='non-finite loss at step 5.*last good checkpoint is 4'):
-    loop.train(Config(**TINY, workdir=str(tmp_path), data_dir=data_dir, steps=8, checkpoint_every=2))
+    loop.train(Config.make(**TINY, workdir=str(tmp_path), data_dir=data_dir, steps=8, checkpoint_every=2))
   assert checkpoint.Checkpointer(str(tmp_path)).all_steps() == [2, 4]
 
 
 def test_nan_rollback_restores_and_continues_with_a_fresh_key(tmp_path, data_dir, monkeypatch, capsys):
   _nan_at(5, monkeypatch)
-  out = loop.train(Config(**TINY, workdir=str(tmp_path), data_dir=data_dir, steps=8, checkpoint_every=2,
+  out = loop.train(Config.make(**TINY, workdir=str(tmp_path), data_dir=data_dir, steps=8, checkpoint_every=2,
                           on_nan='rollback'))
   assert out['step'] == 8 and out['rollbacks'] == 1
   assert 'rollback 1/3 to step 4' in capsys.readouterr().out
@@ -155,10 +155,10 @@ def _fill(path):
 
 def test_full_disk_is_a_clear_error_and_keeps_the_previous_checkpoint(small_fs, data_dir):
   wd = str(small_fs / 'run')
-  loop.train(Config(**TINY, workdir=wd, data_dir=data_dir, steps=2, checkpoint_every=2))
+  loop.train(Config.make(**TINY, workdir=wd, data_dir=data_dir, steps=2, checkpoint_every=2))
   _fill(small_fs / 'filler')
   with pytest.raises(loop.StorageError, match='no space left on device.*checkpoint \\(2\\) is intact'):
-    loop.train(Config(**{**TINY, 'log_every': 100}, workdir=wd, data_dir=data_dir, steps=4, checkpoint_every=2))
+    loop.train(Config.make(**{**TINY, 'log_every': 100}, workdir=wd, data_dir=data_dir, steps=4, checkpoint_every=2))
   os.remove(small_fs / 'filler')
   assert checkpoint.Checkpointer(wd).latest_step() == 2
   _, state, _ = checkpoint.load(wd)
@@ -172,7 +172,7 @@ def test_sample_grid_write_failure_is_a_clear_error(tmp_path, data_dir, monkeypa
     raise OSError(errno.ENOSPC, 'No space left on device')
   monkeypatch.setattr(images, 'save_png', no_space)
   with pytest.raises(loop.StorageError, match='sample grid at step 2 .*no space left'):
-    loop.train(Config(**{**TINY, 'sample_every': 2}, workdir=str(tmp_path), data_dir=data_dir, steps=2,
+    loop.train(Config.make(**{**TINY, 'sample_every': 2}, workdir=str(tmp_path), data_dir=data_dir, steps=2,
                       checkpoint_every=2))
 
 
@@ -193,7 +193,7 @@ def corrupt_folder(tmp_path):
 
 
 def test_corrupt_images_are_skipped_and_counted(corrupt_folder, tmp_path, data_dir, capsys, caplog):
-  out = loop.train(Config(**{**TINY, 'dataset': f'folder:{corrupt_folder}'}, workdir=str(tmp_path / 'wd'),
+  out = loop.train(Config.make(**{**TINY, 'dataset': f'folder:{corrupt_folder}'}, workdir=str(tmp_path / 'wd'),
                           data_dir=data_dir, steps=2, checkpoint_every=2))
   assert out['step'] == 2
   text = capsys.readouterr().out + capsys.readouterr().err + caplog.text
@@ -202,7 +202,7 @@ def test_corrupt_images_are_skipped_and_counted(corrupt_folder, tmp_path, data_d
 
 def test_strict_data_stops_naming_the_file(corrupt_folder, tmp_path, data_dir):
   with pytest.raises(data.DataError, match=r'(truncated|notes)\.png'):
-    loop.train(Config(**{**TINY, 'dataset': f'folder:{corrupt_folder}'}, workdir=str(tmp_path / 'wd'),
+    loop.train(Config.make(**{**TINY, 'dataset': f'folder:{corrupt_folder}'}, workdir=str(tmp_path / 'wd'),
                       data_dir=str(tmp_path / 'fresh_tfds'), steps=2, strict_data=True))
 
 
@@ -211,7 +211,7 @@ def test_strict_data_stops_naming_the_file(corrupt_folder, tmp_path, data_dir):
 def test_same_command_twice_is_bitwise_identical_and_seed_changes_it(tmp_path, data_dir):
   runs = {}
   for name, seed in (('a', 0), ('b', 0), ('c', 1)):
-    loop.train(Config(**TINY, workdir=str(tmp_path / name), data_dir=data_dir, steps=4, checkpoint_every=4, seed=seed))
+    loop.train(Config.make(**TINY, workdir=str(tmp_path / name), data_dir=data_dir, steps=4, checkpoint_every=4, seed=seed))
     runs[name] = [(r['d_loss'], r['g_loss']) for r in _losses(str(tmp_path / name))]
   assert runs['a'] == runs['b']
   assert runs['a'] != runs['c']

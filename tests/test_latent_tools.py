@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from common import parallel
 from dcgan_jax import forget
 from dcgan_jax import latent_tools as lt
 
@@ -17,8 +18,7 @@ from dcgan_jax import latent_tools as lt
 def tiny(tiny_dcgan_run):
   from common import checkpoint
   model, state, _ = checkpoint.load(tiny_dcgan_run)
-  from common import visualize
-  return model, visualize.single_device(state)
+  return model, parallel.on_one_device(state)
 
 
 # -- expressions and z arithmetic ---------------------------------------------------------------------------
@@ -151,7 +151,7 @@ def test_dropped_maps_are_zero_in_the_forward_pass_and_change_the_output(tiny, t
   assert layer == forget.default_layer(model) == 'project'           # 16x16: hidden layers project, conv1
   assert 0 < r['dropped'] == mask.sum() < len(mask) and r['positives'] > 0
   assert np.array_equal(mask, (r['weights'] > 0).astype(np.float32))
-  G, _ = model.networks()
+  G = model.networks()['G']
   z = jnp.asarray(sheet['z'])
   _, col = G.apply(state.variables('G'), z, train=False, drop={layer: jnp.asarray(mask)}, mutable=['intermediates'])
   acts = np.asarray(col['intermediates'][f'{layer}_act'][0])

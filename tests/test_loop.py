@@ -26,7 +26,7 @@ def _losses(workdir):
 def straight(tmp_path_factory, data_dir):
   """N=6 steps in one go: the reference for resume tests."""
   wd = str(tmp_path_factory.mktemp('straight'))
-  out = loop.train(Config(**TINY, workdir=wd, data_dir=data_dir, steps=6, checkpoint_every=3))
+  out = loop.train(Config.make(**TINY, workdir=wd, data_dir=data_dir, steps=6, checkpoint_every=3))
   return wd, out
 
 
@@ -44,8 +44,8 @@ def test_run_leaves_samples_checkpoint_logs(straight):
 def test_resume_gives_bitwise_identical_losses(straight, tmp_path, data_dir):
   wd_ref, _ = straight
   wd = str(tmp_path)
-  loop.train(Config(**TINY, workdir=wd, data_dir=data_dir, steps=3, checkpoint_every=3))  # "stops" at k=3
-  out = loop.train(Config(**TINY, workdir=wd, data_dir=data_dir, steps=6, checkpoint_every=3))  # same run, resumed
+  loop.train(Config.make(**TINY, workdir=wd, data_dir=data_dir, steps=3, checkpoint_every=3))  # "stops" at k=3
+  out = loop.train(Config.make(**TINY, workdir=wd, data_dir=data_dir, steps=6, checkpoint_every=3))  # same run, resumed
   assert out['step'] == 6
   ref, got = _losses(wd_ref), _losses(wd)
   for s in range(1, 7):
@@ -55,7 +55,7 @@ def test_resume_gives_bitwise_identical_losses(straight, tmp_path, data_dir):
 def test_model_and_state_reload_from_checkpoint(straight):
   wd, out = straight
   model, state, config = checkpoint.load(wd)
-  assert config.resolution == 8 and int(state.step) == 6
+  assert config.model.resolution == 8 and int(state.step) == 6
   import jax
   a = model.sample(state, jax.random.PRNGKey(0), 4)
   b = model.sample(out['state'], jax.random.PRNGKey(0), 4)
@@ -65,15 +65,15 @@ def test_model_and_state_reload_from_checkpoint(straight):
 def test_resume_with_different_config_lists_the_differences(straight):
   wd, _ = straight
   with pytest.raises(loop.ResumeError, match=r"batch_size: 16 -> 32.*width: 8 -> 16"):
-    loop.train(Config(**{**TINY, 'batch_size': 32, 'width': 16}, workdir=wd, steps=7))
+    loop.train(Config.make(**{**TINY, 'batch_size': 32, 'width': 16}, workdir=wd, steps=7))
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, data_dir):
   wd = str(tmp_path)
-  loop.train(Config(**TINY, workdir=wd, data_dir=data_dir, steps=3, checkpoint_every=3))
+  loop.train(Config.make(**TINY, workdir=wd, data_dir=data_dir, steps=3, checkpoint_every=3))
   # Resume with a learning rate that blows up: the run stops, nothing non-finite is saved.
   with pytest.raises(loop.DivergenceError, match='non-finite .* last good checkpoint is 3'):
-    loop.train(Config(**TINY, workdir=wd, data_dir=data_dir, steps=50, checkpoint_every=1, lr=1e38))
+    loop.train(Config.make(**TINY, workdir=wd, data_dir=data_dir, steps=50, checkpoint_every=1, lr=1e38))
   assert checkpoint.Checkpointer(wd).all_steps() == [3]
   _, state, _ = checkpoint.load(wd)
   import jax

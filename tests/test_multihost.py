@@ -57,7 +57,7 @@ def _params(workdir):
                          ids=['dcgan', 'bigan'])
 def test_two_processes_equal_one_process(model_flags, tmp_path, data_dir):
   if model_flags[0] == '--model=bigan':
-    pytest.importorskip('bigan_jax.train')
+    pytest.importorskip('bigan_jax.bigan')
   one = str(tmp_path / 'one')
   _ok(_train(one, data_dir, 3, devices=8, extra=model_flags))
   two = str(tmp_path / 'two')

@@ -9,7 +9,7 @@ import pytest
 from flax import linen as nn
 
 from common import visualize as vis
-from dcgan_jax.models import Discriminator, Generator
+from common.networks import Discriminator, Generator
 
 
 def test_guided_activations_follow_the_rule():
