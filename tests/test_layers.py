@@ -267,7 +267,8 @@ def test_checkpoint_interchange_between_impls():
 @pytest.mark.parametrize('impl', ['split', 'auto'])
 @pytest.mark.parametrize('groups,stride', [(2, 1), (1, 4), (4, 2)])
 def test_grouped_conv_equals_flax_conv(groups, stride, impl):
-  """GroupedConv('split') is nn.Conv(feature_group_count=groups): same parameters, outputs and gradients."""
+  """GroupedConv('split', and 'auto' under jit) is nn.Conv(feature_group_count=groups): same parameters, outputs
+  and gradients."""
   x = jax.random.normal(jax.random.PRNGKey(0), (3, 9, 9, 8))
   ref = nn.Conv(12, (3, 3), strides=(stride, stride), padding='SAME', use_bias=False, feature_group_count=groups,
                 kernel_init=nn.initializers.normal(0.02))
@@ -277,7 +278,7 @@ def test_grouped_conv_equals_flax_conv(groups, stride, impl):
   np.testing.assert_array_equal(v['params']['kernel'], v_ref['params']['kernel'])
   ct = jax.random.normal(jax.random.PRNGKey(2), ref.apply(v_ref, x).shape)
   y_ref, vjp_ref = jax.vjp(lambda v, x: ref.apply(v, x), v_ref, x)
-  y, vjp = jax.vjp(lambda v, x: ours.apply(v, x), v, x)
+  y, vjp = jax.vjp(jax.jit(lambda v, x: ours.apply(v, x)), v, x)   # jit: 'auto' stages its platform cond
   np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-6)
   for a, b in zip(jax.tree_util.tree_leaves(vjp(ct)), jax.tree_util.tree_leaves(vjp_ref(ct))):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
@@ -289,7 +290,7 @@ def test_max_pool_slices_equals_flax(size, impl):
   x = jax.random.normal(jax.random.PRNGKey(size), (2, size, size, 5))
   ref = lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding='SAME')     # noqa: E731
   y_ref, vjp_ref = jax.vjp(ref, x)
-  y, vjp = jax.vjp(lambda x: L.max_pool(x, 3, 2, impl=impl), x)
+  y, vjp = jax.vjp(jax.jit(lambda x: L.max_pool(x, 3, 2, impl=impl)), x)
   np.testing.assert_array_equal(y, y_ref)
   ct = jax.random.normal(jax.random.PRNGKey(1), y.shape)
   np.testing.assert_allclose(vjp(ct)[0], vjp_ref(ct)[0], rtol=1e-6, atol=1e-6)   # no ties in random data
