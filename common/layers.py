@@ -55,13 +55,25 @@ penalties works, ``jax.jvp``/``jacfwd`` through this layer do not).
 Space-to-depth + stride-1 conv and a 4-phase polyphase sum were also tried and
 were slower than XLA's strided conv for forward and backward on XLA:CPU.
 
-``impl='auto'`` resolves via :func:`backend_default_impl` at trace time using
-``jax.default_backend()``: 'subpixel' on CPU (measured, see
-``benchmarks/upsample.py``); 'xla' on GPU/TPU, where cuDNN / the TPU
-convolution emitter implement lhs-dilated (transposed) and strided convolutions
-and their gradients natively, and the sub-pixel forms would only add layout
-shuffles (and, for 'fused', zero-tap FLOPs). Pass ``impl`` explicitly to
-override.
+``impl='auto'`` (the default) is decided per *lowering platform*, not at
+trace time: :func:`jax.lax.platform_dependent` stages both forms (a ``cond``
+on ``platform_index``) and lowering keeps one branch: the CPU form
+('subpixel'; 'split' / 'slices' for :func:`grouped_conv` / :func:`max_pool`;
+measured in ``benchmarks/``) for CPU, XLA's native op for CUDA, ROCm and TPU,
+where cuDNN / the TPU emitter run lhs-dilated (transposed) and strided convs
+and their gradients natively and the sub-pixel forms would only add layout
+shuffles (and, for 'fused', zero-tap FLOPs). A step traced on one machine and
+run or exported (``jax.export``) for another platform thus gets that
+platform's form; a multi-platform export holds both and picks at compile time.
+Autodiff goes through the ``cond``: the CPU branch keeps Conv2x's custom_vjp,
+the other branch is plain ``lax`` with JAX's own gradients. On XLA:CPU the
+optimised HLO of a train step equals the 'subpixel' one (the kept branch is
+inlined, the other branch's zero residuals are removed); tracing does both
+branches, and since the custom_vjp branch is always traced,
+``Conv2x(impl='auto')`` is reverse-mode only on every platform (``impl='xla'``
+for ``jax.jvp``). CPU forms run under ``jax.named_scope`` (:data:`SCOPES`),
+which shows in StableHLO / HLO locations and profiles. An explicit ``impl`` applies on
+every platform; :func:`backend_default_impl` says what 'auto' becomes on one.
 """
 
 from __future__ import annotations
@@ -79,6 +91,8 @@ from jax import lax
 __all__ = [
     'ConvTranspose2x',
     'Conv2x',
+    'CPU_FAST_PLATFORMS',
+    'SCOPES',
     'backend_default_impl',
     'subpixel_variant',
     'conv_transpose_2x_xla',
@@ -91,23 +105,58 @@ __all__ = [
 ]
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
-def backend_default_impl(backend: str | None = None) -> str:
-  """What ``impl='auto'`` resolves to: 'subpixel' on CPU, 'xla' elsewhere.
 
-  ``backend`` defaults to ``jax.default_backend()`` (evaluated at trace time).
+SCOPES = {'subpixel': 'cpu_subpixel', 'split': 'cpu_split_groups', 'slices': 'cpu_pool_slices'}
+"""``jax.named_scope`` around each CPU form: its ops carry the name in StableHLO locations (and profiles)."""
+
+
+def _scoped(name):
+  """Decorator: runs the function under ``jax.named_scope(name)``."""
+  def deco(fn):
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+      with jax.named_scope(name):
+        return fn(*args, **kwargs)
+    return wrapped
+  return deco
+
+
+CPU_FAST_PLATFORMS = ('cpu',)
+"""Lowering platforms on which ``impl='auto'`` uses a layer's CPU-fast form (XLA's native op elsewhere)."""
+
+
+def backend_default_impl(backend: str | None = None) -> str:
+  """What ``impl='auto'`` lowers to on ``backend``: 'subpixel' on CPU, 'xla' elsewhere.
+
+  ``backend`` defaults to ``jax.default_backend()``. Informational: 'auto' itself is resolved per lowering
+  platform by :func:`jax.lax.platform_dependent`, not by this function.
   """
   backend = backend or jax.default_backend()
-  return 'subpixel' if backend == 'cpu' else 'xla'
+  return 'subpixel' if backend in CPU_FAST_PLATFORMS else 'xla'
 
 
-def _resolve(impl: str, cpu_form: str = 'subpixel') -> str:
-  """``impl`` validated; 'auto' becomes ``cpu_form`` (this layer's CPU-fast form) on CPU and 'xla' elsewhere."""
+def _check_impl(impl: str, cpu_form: str) -> str:
   allowed = ('auto', cpu_form, 'xla')
   if impl not in allowed:
     raise ValueError(f'impl must be one of {allowed}, got {impl!r}')
-  if impl != 'auto':
-    return impl
-  return cpu_form if backend_default_impl() == 'subpixel' else 'xla'
+  return impl
+
+
+def _dispatch(impl: str, cpu_form: str, cpu_fn, xla_fn, *args):
+  """``cpu_fn(*args)`` for ``impl=cpu_form``, ``xla_fn(*args)`` for 'xla'; 'auto' stages both.
+
+  'auto' is ``lax.platform_dependent(*args, cpu=cpu_fn, default=xla_fn)``: both branches are traced (and
+  differentiated: a ``cond`` whose transforms keep the platform choice), and lowering for a platform keeps
+  only that platform's branch, so one traced or exported program runs the CPU form on CPU and XLA's native
+  op on CUDA / ROCm / TPU, wherever it was traced. ``args`` are arrays; bind static options into the
+  callables.
+  """
+  impl = _check_impl(impl, cpu_form)
+  if impl == 'xla':
+    return xla_fn(*args)
+  if impl == cpu_form:
+    return cpu_fn(*args)
+  return lax.platform_dependent(*args, default=xla_fn, **{p: cpu_fn for p in CPU_FAST_PLATFORMS})
 
 
 # --------------------------------------------------------------------------
@@ -205,6 +254,7 @@ def subpixel_variant(features: int) -> str:
   return 'phase' if features >= 16 else 'fused'
 
 
+@_scoped(SCOPES['subpixel'])
 def conv_transpose_2x_subpixel(x, kernel, precision=None, variant='auto'):
   """Exact equivalent of :func:`conv_transpose_2x_xla` via stride-1 convs.
 
@@ -267,12 +317,11 @@ class _Stride2Conv(nn.Module):
   precision: Any = None
   impl: str = 'auto'
 
-  def _op(self, impl, inputs, kernel):
+  def _op(self, inputs, kernel):
     raise NotImplementedError
 
   @nn.compact
   def __call__(self, inputs):
-    impl = _resolve(self.impl)
     ks = self.kernel_size
     kh, kw = (ks, ks) if isinstance(ks, int) else tuple(ks)
     inputs, restore = _flatten_batch(inputs)
@@ -284,7 +333,7 @@ class _Stride2Conv(nn.Module):
     bias = (self.param('bias', self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
     inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-    y = self._op(impl, inputs, kernel)
+    y = self._op(inputs, kernel)
     if bias is not None:
       y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
     return restore(y)
@@ -302,16 +351,16 @@ class ConvTranspose2x(_Stride2Conv):
       parameters stay ``param_dtype`` (float32).
     impl: 'xla' (``lax.conv_transpose``, Flax's math), 'subpixel' (stride-1
       phase convs + depth-to-space, see module docstring) or 'auto'
-      (:func:`backend_default_impl`: 'subpixel' on CPU, 'xla' on GPU/TPU).
+      ('subpixel' when lowered for CPU, 'xla' for GPU/TPU; module docstring).
 
   Input ``(..., H, W, Cin)`` -> output ``(..., 2H, 2W, features)``; parameters
   'kernel' ``(k, k, Cin, features)`` and 'bias' ``(features,)``.
   """
 
-  def _op(self, impl, inputs, kernel):
-    if impl == 'subpixel':
-      return conv_transpose_2x_subpixel(inputs, kernel, self.precision)
-    return conv_transpose_2x_xla(inputs, kernel, self.precision)
+  def _op(self, inputs, kernel):
+    return _dispatch(self.impl, 'subpixel',
+                     functools.partial(conv_transpose_2x_subpixel, precision=self.precision),
+                     functools.partial(conv_transpose_2x_xla, precision=self.precision), inputs, kernel)
 
 
 # --------------------------------------------------------------------------
@@ -383,15 +432,16 @@ class Conv2x(_Stride2Conv):
   Same attributes as :class:`ConvTranspose2x`. ``impl``: 'xla' (strided
   ``lax.conv_general_dilated``, Flax's math), 'subpixel' (same forward, input
   gradient via the sub-pixel transposed conv; ``jax.custom_vjp``, so
-  reverse-mode only) or 'auto' ('subpixel' on CPU, 'xla' on GPU/TPU).
+  reverse-mode only) or 'auto' ('subpixel' when lowered for CPU, 'xla' for GPU/TPU;
+  reverse-mode only too, as both branches are traced).
 
   Input ``(..., H, W, Cin)`` -> output ``(..., ceil(H/2), ceil(W/2), features)``.
   """
 
-  def _op(self, impl, inputs, kernel):
-    if impl == 'subpixel':
-      return conv_2x_subpixel(inputs, kernel, self.precision)
-    return conv_2x_xla(inputs, kernel, self.precision)
+  def _op(self, inputs, kernel):
+    return _dispatch(self.impl, 'subpixel',
+                     functools.partial(conv_2x_subpixel, precision=self.precision),
+                     functools.partial(conv_2x_xla, precision=self.precision), inputs, kernel)
 
 
 # --------------------------------------------------------------------------
@@ -402,17 +452,22 @@ class Conv2x(_Stride2Conv):
 def grouped_conv(x, kernel, strides: int, groups: int, impl: str = 'auto', precision=None):
   """``lax.conv_general_dilated(x, kernel, strides, 'SAME', feature_group_count=groups)``.
 
-  ``impl='split'`` (what 'auto' picks on CPU) runs one ordinary conv per group on its slice of the input
+  ``impl='split'`` (what 'auto' lowers to on CPU) runs one ordinary conv per group on its slice of the input
   channels and of the kernel's output features, then concatenates: the same function, but XLA:CPU's
   gradients of ``feature_group_count > 1`` convs are slow (the AlexNet encoder's fwd+bwd at B=64, 64x64
   took 395 ms grouped, 192 ms with the groups removed, 93 ms in PyTorch).
   """
   conv = functools.partial(lax.conv_general_dilated, window_strides=(strides, strides), padding='SAME',
                            dimension_numbers=_DN, precision=precision)
-  if groups == 1 or _resolve(impl, 'split') == 'xla':
-    return conv(x, kernel, feature_group_count=groups)
-  xs, ks = jnp.split(x, groups, axis=-1), jnp.split(kernel, groups, axis=-1)
-  return jnp.concatenate([conv(xi, ki) for xi, ki in zip(xs, ks)], axis=-1)
+  _check_impl(impl, 'split')
+  if groups == 1:
+    return conv(x, kernel)
+
+  def split(x, kernel):
+    with jax.named_scope(SCOPES['split']):
+      xs, ks = jnp.split(x, groups, axis=-1), jnp.split(kernel, groups, axis=-1)
+      return jnp.concatenate([conv(xi, ki) for xi, ki in zip(xs, ks)], axis=-1)
+  return _dispatch(impl, 'split', split, functools.partial(conv, feature_group_count=groups), x, kernel)
 
 
 class GroupedConv(nn.Module):
@@ -441,16 +496,20 @@ class GroupedConv(nn.Module):
 def max_pool(x, window: int = 3, stride: int = 2, impl: str = 'auto'):
   """``nn.max_pool(x, (w, w), strides=(s, s), padding='SAME')`` (NHWC).
 
-  ``impl='slices'`` (what 'auto' picks on CPU) takes the elementwise maximum of the ``w * w`` strided views of
+  ``impl='slices'`` (what 'auto' lowers to on CPU) takes the elementwise maximum of the ``w * w`` strided views of
   the padded input: the same forward values; the same gradient except where window entries tie exactly (then
   ``jnp.maximum`` shares the gradient, reduce_window's select-and-scatter gives it to one). XLA:CPU's
   select-and-scatter is slow: AlexNet's pool1 gradient (B=64, 16x16x96) 25 ms vs 3 ms.
   """
-  if _resolve(impl, 'slices') == 'xla':
+  def slices(x):
+    with jax.named_scope(SCOPES['slices']):
+      _, h, w, _ = x.shape
+      (oh, th_lo, th_hi), (ow, tw_lo, tw_hi) = _conv_same_pads(h, window, stride), _conv_same_pads(w, window, stride)
+      xp = jnp.pad(x, ((0, 0), (th_lo, th_hi), (tw_lo, tw_hi), (0, 0)), constant_values=-jnp.inf)
+      views = [xp[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
+               for i in range(window) for j in range(window)]
+      return functools.reduce(jnp.maximum, views)
+
+  def reduce_window(x):
     return nn.max_pool(x, (window, window), strides=(stride, stride), padding='SAME')
-  _, h, w, _ = x.shape
-  (oh, th_lo, th_hi), (ow, tw_lo, tw_hi) = _conv_same_pads(h, window, stride), _conv_same_pads(w, window, stride)
-  xp = jnp.pad(x, ((0, 0), (th_lo, th_hi), (tw_lo, tw_hi), (0, 0)), constant_values=-jnp.inf)
-  views = [xp[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
-           for i in range(window) for j in range(window)]
-  return functools.reduce(jnp.maximum, views)
+  return _dispatch(impl, 'slices', slices, reduce_window, x)

@@ -1,5 +1,6 @@
 """Exactness tests for common.layers (ConvTranspose2x / Conv2x vs Flax)."""
 
+import functools
 import itertools
 
 import flax.linen as nn
@@ -98,6 +99,46 @@ def test_xla_impl_matches_flax(kind):
   _check_equivalence(kind, 5, (4, 4), True, 'xla')
 
 
+@pytest.mark.parametrize('kind', ['up', 'down'])
+def test_auto_impl_matches_flax(kind):
+  """'auto' (lax.platform_dependent; Conv2x's custom_vjp inside the CPU branch): values and VJPs on CPU."""
+  _check_equivalence(kind, 5, (7, 7), True, 'auto')
+
+
+def _jaxpr_text(f, *args):
+  return str(jax.make_jaxpr(f)(*args))
+
+
+def test_auto_is_resolved_at_lowering_not_tracing():
+  """'auto' stages a platform_dependent cond (forward and backward); an explicit impl stages no cond."""
+  x = _rand(0, (BATCH, 8, 8, 4))
+  params = _params(5, 4, COUT, True)
+  for cls in (L.ConvTranspose2x, L.Conv2x):
+    def loss(p, impl):
+      return jnp.sum(cls(COUT, impl=impl).apply(p, x) ** 2)
+    auto = _jaxpr_text(jax.grad(functools.partial(loss, impl='auto')), params)
+    assert auto.count("branches_platforms=(('cpu',), None)") == 2, cls    # forward cond + backward cond
+    assert 'platform_index' in auto
+    for impl in ('subpixel', 'xla'):
+      assert 'platform_index' not in _jaxpr_text(jax.grad(functools.partial(loss, impl=impl)), params)
+  w = _rand(1, (3, 3, 2, 6))
+  for impl, has_cond in (('auto', True), ('split', False), ('xla', False)):
+    assert ('platform_index' in _jaxpr_text(lambda x, w: L.grouped_conv(x, w, 1, 2, impl), x, w)) == has_cond
+  for impl, has_cond in (('auto', True), ('slices', False), ('xla', False)):
+    assert ('platform_index' in _jaxpr_text(lambda x: L.max_pool(x, impl=impl), x)) == has_cond
+
+
+def test_conv2x_forward_mode_needs_xla_impl():
+  """Conv2x 'auto' traces its custom_vjp CPU branch on every platform, so jax.jvp needs impl='xla'."""
+  x = _rand(0, (BATCH, 8, 8, CIN))
+  params = _params(5, CIN, COUT, True)
+  jvp = lambda impl: jax.jvp(lambda x: L.Conv2x(COUT, impl=impl).apply(params, x), (x,), (x,))  # noqa: E731
+  with pytest.raises(TypeError, match='forward-mode'):
+    jvp('auto')
+  y, t = jvp('xla')
+  _close(t, y - params['params']['bias'])     # linear in x: the tangent along x is y minus the bias
+
+
 def _check_fn(f, f_ref, x, w):
   """f(x, w) == f_ref(x, w) and same VJPs (one jit compile)."""
   ct = _rand(2, jax.eval_shape(f_ref, x, w).shape)
@@ -174,7 +215,7 @@ def test_batch_dims_like_flax(kind):
 def test_conv2x_grad_of_grad():
   # Gradient-penalty style reverse-over-reverse through the custom_vjp.
   x = _rand(0, (BATCH, 8, 8, CIN))
-  mods = [_ours('down', COUT, 5, True, impl) for impl in ('subpixel', 'xla')]
+  mods = [_ours('down', COUT, 5, True, impl) for impl in ('subpixel', 'xla', 'auto')]
   params = _params(5, CIN, COUT, True)
 
   def penalty(m):
@@ -183,8 +224,10 @@ def test_conv2x_grad_of_grad():
       return jnp.sum(g ** 2)
     return f
 
-  g_sub, g_xla = jax.jit(lambda p: [jax.grad(penalty(m))(p) for m in mods])(params)
+  g_sub, g_xla, g_auto = jax.jit(lambda p: [jax.grad(penalty(m))(p) for m in mods])(params)
   for a, b in zip(jax.tree.leaves(g_sub), jax.tree.leaves(g_xla)):
+    _close(a, b, rtol=1e-4)
+  for a, b in zip(jax.tree.leaves(g_auto), jax.tree.leaves(g_xla)):
     _close(a, b, rtol=1e-4)
 
 
@@ -221,30 +264,33 @@ def test_checkpoint_interchange_between_impls():
   _close(ys[1], ys[0])
 
 
+@pytest.mark.parametrize('impl', ['split', 'auto'])
 @pytest.mark.parametrize('groups,stride', [(2, 1), (1, 4), (4, 2)])
-def test_grouped_conv_equals_flax_conv(groups, stride):
-  """GroupedConv('split') is nn.Conv(feature_group_count=groups): same parameters, outputs and gradients."""
+def test_grouped_conv_equals_flax_conv(groups, stride, impl):
+  """GroupedConv('split', and 'auto' under jit) is nn.Conv(feature_group_count=groups): same parameters, outputs
+  and gradients."""
   x = jax.random.normal(jax.random.PRNGKey(0), (3, 9, 9, 8))
   ref = nn.Conv(12, (3, 3), strides=(stride, stride), padding='SAME', use_bias=False, feature_group_count=groups,
                 kernel_init=nn.initializers.normal(0.02))
-  ours = L.GroupedConv(12, 3, strides=stride, groups=groups, impl='split')
+  ours = L.GroupedConv(12, 3, strides=stride, groups=groups, impl=impl)
   v_ref, v = ref.init(jax.random.PRNGKey(1), x), ours.init(jax.random.PRNGKey(1), x)
   assert v['params']['kernel'].shape == (3, 3, 8 // groups, 12)
   np.testing.assert_array_equal(v['params']['kernel'], v_ref['params']['kernel'])
   ct = jax.random.normal(jax.random.PRNGKey(2), ref.apply(v_ref, x).shape)
   y_ref, vjp_ref = jax.vjp(lambda v, x: ref.apply(v, x), v_ref, x)
-  y, vjp = jax.vjp(lambda v, x: ours.apply(v, x), v, x)
+  y, vjp = jax.vjp(jax.jit(lambda v, x: ours.apply(v, x)), v, x)   # jit: 'auto' stages its platform cond
   np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-6)
   for a, b in zip(jax.tree_util.tree_leaves(vjp(ct)), jax.tree_util.tree_leaves(vjp_ref(ct))):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('impl', ['slices', 'auto'])
 @pytest.mark.parametrize('size', [16, 9, 4])
-def test_max_pool_slices_equals_flax(size):
+def test_max_pool_slices_equals_flax(size, impl):
   x = jax.random.normal(jax.random.PRNGKey(size), (2, size, size, 5))
   ref = lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding='SAME')     # noqa: E731
   y_ref, vjp_ref = jax.vjp(ref, x)
-  y, vjp = jax.vjp(lambda x: L.max_pool(x, 3, 2, impl='slices'), x)
+  y, vjp = jax.vjp(jax.jit(lambda x: L.max_pool(x, 3, 2, impl=impl)), x)
   np.testing.assert_array_equal(y, y_ref)
   ct = jax.random.normal(jax.random.PRNGKey(1), y.shape)
   np.testing.assert_allclose(vjp(ct)[0], vjp_ref(ct)[0], rtol=1e-6, atol=1e-6)   # no ties in random data
