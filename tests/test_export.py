@@ -29,12 +29,13 @@ from jax import export
 
 from common import layers, parallel, registry
 from common.config import Config
+from common.model import DataFacts
 
 SMALL = dict(resolution=16, width=8, batch_size=8, z_dim=16)
 MODELS = {
-    'dcgan': Config(model='dcgan', **SMALL),
-    'bigan_conv': Config(model='bigan', architecture='conv', **SMALL),
-    'bigan_mlp': Config(model='bigan', architecture='mlp', hidden=32, **SMALL),
+    'dcgan': Config.make(model='dcgan', **SMALL),
+    'bigan_conv': Config.make(model='bigan', architecture='conv', **SMALL),
+    'bigan_mlp': Config.make(model='bigan', architecture='mlp', hidden=32, **SMALL),
 }
 NON_CPU = ('cuda', 'rocm', 'tpu')
 TRANSPOSED_CONV = r'stablehlo\.convolution.*lhs_dilate'
@@ -43,7 +44,7 @@ TRANSPOSED_CONV = r'stablehlo\.convolution.*lhs_dilate'
 @functools.lru_cache(maxsize=None)
 def _setup(name):
   """(model, 1-device mesh, the jitted data-parallel step)."""
-  model = registry.build_model(MODELS[name], channels=1, num_classes=10)
+  model = registry.build(MODELS[name], DataFacts(channels=1, num_classes=10))
   mesh = parallel.make_mesh(jax.devices()[:1])
   return model, mesh, parallel.data_parallel(model.train_step, mesh, donate=False)
 
