@@ -30,10 +30,11 @@ def bench(name, n_devices, per_device_batch, reps, dtype):
   import numpy as np
   from common import parallel, registry
   from common.config import Config
+  from common.model import DataFacts
   overrides, channels, num_classes = CONFIGS[name]
   gb = per_device_batch * n_devices
-  config = Config(**overrides, batch_size=gb, dtype=dtype)
-  model = registry.build_model(config, channels=channels, num_classes=num_classes)
+  config = Config.make(**overrides, batch_size=gb, dtype=dtype)
+  model = registry.build(config, DataFacts(channels, num_classes))
   mesh = parallel.make_mesh(jax.devices()[:n_devices])
   state = jax.jit(model.init, out_shardings=parallel.replicated(mesh))(jax.random.PRNGKey(0))
   opts = model.data_options()

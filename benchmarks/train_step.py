@@ -28,13 +28,18 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+LEGACY_BIGAN = dict(z_into_d='every_layer', layer_bias=True, z_into_g=False, data_range='symmetric',
+                    encoder_output='linear', alexnet_pool5=True)
 # name: (Config overrides, channels). DCGAN widths follow the paper (4x4x1024 at 64x64) unless noted.
 CONFIGS = {
     'dcgan32': (dict(model='dcgan', resolution=32, width=128, kernel_size=5), 3),
     'dcgan64': (dict(model='dcgan', resolution=64, width=128, kernel_size=5), 3),
     'dcgan64_pytorch_example': (dict(model='dcgan', resolution=64, width=64, kernel_size=4), 3),   # ngf=ndf=64, 4x4
-    'bigan_mlp28': (dict(model='bigan', architecture='mlp', resolution=28), 1),
-    'bigan_conv64': (dict(model='bigan', architecture='conv', resolution=64, encoder='alexnet'), 3),
+    # BiGAN with the networks the PyTorch halves below mirror: z added after BN at every layer and the logit,
+    # biases, tanh G, linear E output, AlexNet pool5 (this project's networks before it followed the authors'
+    # code; the step's cost is nearly the same).
+    'bigan_mlp28': (dict(model='bigan', architecture='mlp', resolution=28, **LEGACY_BIGAN), 1),
+    'bigan_conv64': (dict(model='bigan', architecture='conv', resolution=64, encoder='alexnet', **LEGACY_BIGAN), 3),
     'tiny': (dict(model='dcgan', resolution=8, width=8, kernel_size=5, z_dim=16), 1),                  # for tests
 }
 DEFAULT = 'dcgan32,dcgan64,dcgan64_pytorch_example,bigan_mlp28,bigan_conv64'
@@ -48,9 +53,10 @@ def jax_step(name: str, batch_size: int, dtype: str = 'float32'):
   import numpy as np
   from common import parallel, registry
   from common.config import Config
+  from common.model import DataFacts
   overrides, channels = CONFIGS[name]
-  config = Config(**overrides, batch_size=batch_size, dtype=dtype, steps=10**6)
-  model = registry.build_model(config, channels=channels, num_classes=10)
+  config = Config.make(**overrides, batch_size=batch_size, dtype=dtype, steps=10**6)
+  model = registry.build(config, DataFacts(channels, 10))
   mesh = parallel.make_mesh(jax.devices()[:1])
   state = jax.jit(model.init, out_shardings=parallel.replicated(mesh))(jax.random.PRNGKey(0))
   r = model.data_options()['resolution']
@@ -84,9 +90,9 @@ def _torch_nets(name: str, model):
     return (k - 1) // 2
 
   if overrides['model'] == 'dcgan':
-    from dcgan_jax.models import layer_widths
-    w = layer_widths(model.resolution, c.width)
-    k = c.kernel_size
+    from common.networks import layer_widths
+    w = layer_widths(model.resolution, c.model.width)
+    k = c.model.kernel_size
 
     class G(nn.Module):
       def __init__(self):
@@ -150,9 +156,9 @@ def _torch_nets(name: str, model):
         return self.logit(h) + self.zl(z)
     return {'G': MLPG(), 'D': MLPD(), 'E': MLPE()}
 
-  from dcgan_jax.models import layer_widths
+  from common.networks import layer_widths
   dc = _torch_nets('dcgan64', model)  # the conv G is DCGAN's generator (with this model's z_dim)
-  w, k = layer_widths(model.resolution, c.width), c.kernel_size
+  w, k = layer_widths(model.resolution, c.model.width), c.model.kernel_size
 
   class JointD(nn.Module):
     def __init__(self):
@@ -204,8 +210,8 @@ def torch_step(name: str, model, batch_size: int, compile_: bool = False):
   x = torch.rand(batch_size, ch, r, r) * 2 - 1
   if CONFIGS[name][0]['model'] == 'dcgan':
     G, D = nets['G'], nets['D']
-    opt_g = torch.optim.Adam(G.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
+    opt_g = torch.optim.Adam(G.parameters(), lr=c.model.lr, betas=(c.model.beta1, c.model.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=c.model.lr, betas=(c.model.beta1, c.model.beta2))
     ones, zeros = torch.ones(batch_size, 1), torch.zeros(batch_size, 1)
 
     def step():  # PyTorch's examples/dcgan step
@@ -225,9 +231,9 @@ def torch_step(name: str, model, batch_size: int, compile_: bool = False):
     def groups(net):  # L2 weight decay on multiplicative weights only
       decay = [p for n_, p in net.named_parameters() if p.ndim > 1]
       rest = [p for n_, p in net.named_parameters() if p.ndim <= 1]
-      return [{'params': decay, 'weight_decay': c.weight_decay}, {'params': rest, 'weight_decay': 0.0}]
-    opt_d = torch.optim.Adam(groups(D), lr=c.lr, betas=(c.beta1, c.beta2))
-    opt_ge = torch.optim.Adam(groups(G) + groups(E), lr=c.lr, betas=(c.beta1, c.beta2))
+      return [{'params': decay, 'weight_decay': c.model.weight_decay}, {'params': rest, 'weight_decay': 0.0}]
+    opt_d = torch.optim.Adam(groups(D), lr=c.model.lr, betas=(c.model.beta1, c.model.beta2))
+    opt_ge = torch.optim.Adam(groups(G) + groups(E), lr=c.model.lr, betas=(c.model.beta1, c.model.beta2))
     ones, zeros = torch.ones(batch_size, 1), torch.zeros(batch_size, 1)
     d_params = list(D.parameters())
     ge_params = list(G.parameters()) + list(E.parameters())

@@ -43,8 +43,9 @@ def hidden_layers(model) -> list[str]:
   y = jnp.zeros((1,), jnp.int32) if model.conditional else None
   args = (z, y) if model.conditional else (z,)
   variables = jax.eval_shape(lambda: G.init(jax.random.PRNGKey(0), *args, train=False))
-  maps = [k[:-len('_act')] for k, shape in features.sown_layers(G, variables, args).items()
-          if len(shape) == 4 and k.endswith('_act')]
+  sown = features.sown_layers(G, variables, args)
+  maps = [k[:-len('_act')] for k, shape in sorted(sown.items(), key=lambda kv: kv[1][1] * kv[1][2])
+          if len(shape) == 4 and k.endswith('_act')]                  # from the smallest (4x4) map up
   if not maps:
     raise ValueError(f'--forget needs a G with feature maps; --model={model.config.model.name} has an MLP G')
   return maps

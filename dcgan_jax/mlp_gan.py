@@ -74,9 +74,9 @@ class MLPGAN(DCGAN):
   def networks(self, axis_name: Optional[str] = None) -> dict:
     m = self.config.model
     return {'G': ConditionalMLPGenerator(resolution=self.resolution, channels=self.channels,
-                                         hidden=self.config.bigan.hidden, num_classes=self.num_classes,
+                                         hidden=self.config.model.hidden, num_classes=self.num_classes,
                                          axis_name=axis_name, dtype=m.dtype),
-            'D': ConditionalMLPDiscriminator(hidden=self.config.bigan.hidden, num_classes=self.num_classes,
+            'D': ConditionalMLPDiscriminator(hidden=self.config.model.hidden, num_classes=self.num_classes,
                                              axis_name=axis_name, dtype=m.dtype)}
 
   def feature_layers(self, net: Optional[str] = None) -> tuple:

@@ -38,7 +38,7 @@ def test_run_leaves_samples_checkpoint_logs(straight):
   assert sorted(_losses(wd)) == [1, 2, 3, 4, 5, 6]
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(wd, 'tb')))
   with open(os.path.join(wd, 'config.json')) as f:
-    assert json.load(f)['steps'] == 6
+    assert json.load(f)['loop']['steps'] == 6
 
 
 def test_resume_gives_bitwise_identical_losses(straight, tmp_path, data_dir):
