@@ -21,15 +21,15 @@ import pytest
 from PIL import Image
 
 from common import data
-from common.datasets import builders
+from common.datasets import builders, prepare
 
 FASHION_DIR = '/usr/share/datasets/fashion-mnist'   # Debian package dataset-fashion-mnist
-REAL_NETWORK_CHECK = data._network_available
+REAL_NETWORK_CHECK = prepare.network_available
 
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-  monkeypatch.setattr(data, '_network_available', lambda hosts, timeout=0: False)
+  monkeypatch.setattr(prepare, 'network_available', lambda hosts, timeout=0: False)
 
 
 @pytest.fixture(scope='session')
@@ -140,8 +140,8 @@ def test_failed_download_is_one_line_with_the_fix(tmp_path, monkeypatch):
   def fail(self, *args, **kwargs):
     raise ConnectionError('host said no\nsecond line')
 
-  monkeypatch.setattr(data, '_network_available', lambda hosts, timeout=0: True)
-  monkeypatch.setattr(data, '_hide_tf_gpus', lambda: None)   # keep TensorFlow out of this test
+  monkeypatch.setattr(prepare, 'network_available', lambda hosts, timeout=0: True)
+  monkeypatch.setattr(prepare, 'hide_tf_gpus', lambda: None)   # keep TensorFlow out of this test
   monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', fail)
   with pytest.raises(data.DataError) as e:
     data.open_source('mnist', data_dir=str(tmp_path / 'd'), manual_dir=str(tmp_path / 'm'))
