@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import logging
+import multiprocessing
 import os
 import pickle
 import shutil
@@ -548,7 +549,7 @@ def test_batches_deterministic_and_seeded(digits):
   src, _ = digits
   kw = dict(global_batch=32, resolution=16, **aug(16))
   a = take(data.Batches(src, seed=1, **kw), 3)
-  b = take(data.Batches(src, seed=1, num_threads=1, **kw), 3)
+  b = take(data.Batches(src, seed=1, workers=1, **kw), 3)
   c = take(data.Batches(src, seed=2, **kw), 3)
   assert_same(a, b)
   assert not np.array_equal(a[0]['label'], c[0]['label'])
@@ -570,7 +571,7 @@ def test_batches_resume(digits, augment):
 @pytest.mark.parametrize('cache', [None, False])
 def test_process_slices_concatenate_to_the_global_batch(digits, procs, cache):
   src, _ = digits
-  kw = dict(global_batch=48, resolution=8, seed=7, cache=cache, **aug(8))
+  kw = dict(global_batch=48, resolution=8, seed=7, cache=cache, workers=0, **aug(8))   # workers: test_input_pipeline
   single = take(data.Batches(src, **kw), 3)
   parts = [take(data.Batches(src, process_index=p, process_count=procs, **kw), 3) for p in range(procs)]
   for s in range(3):
@@ -629,7 +630,9 @@ def test_batches_argument_errors(digits):
 
 
 def batches_threads():
-  return sum(t.name.startswith('Batches-') for t in threading.enumerate())
+  """The pipeline's threads and worker processes."""
+  return (sum(t.name.startswith('Batches-') for t in threading.enumerate())
+          + len(multiprocessing.active_children()))
 
 
 def settle(want, timeout=5.0):
@@ -642,7 +645,7 @@ def settle(want, timeout=5.0):
 def test_close_stops_threads(digits):
   src, _ = digits
   before = batches_threads()
-  it = data.Batches(src, global_batch=16, resolution=8, seed=0, num_threads=2, **aug(8))
+  it = data.Batches(src, global_batch=16, resolution=8, seed=0, workers=2, cache=False, **aug(8))
   next(it)
   assert batches_threads() == before + 3   # prefetcher + 2 workers
   it.close()
@@ -653,7 +656,7 @@ def test_close_stops_threads(digits):
   with data.Batches(src, global_batch=16, resolution=8, seed=0) as it2:
     next(it2)
   assert settle(before) == before
-  it3 = data.Batches(src, global_batch=16, resolution=8, seed=0, num_threads=2, **aug(8))
+  it3 = data.Batches(src, global_batch=16, resolution=8, seed=0, workers=2, cache=False, **aug(8))
   next(it3)
   del it3   # dropped without close(): the finalizer stops the threads
   assert settle(before) == before
