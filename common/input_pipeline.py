@@ -97,11 +97,11 @@ class _BatchMaker:
   """
 
   def __init__(self, source, *, global_batch, local_batch, offset, resolution, seed, load_size, crop, flip,
-               indices):
+               indices, jpeg_draft):
     self.source = source
     self.global_batch, self.local_batch, self.offset = global_batch, local_batch, offset
     self.resolution, self.seed, self.load_size, self.crop, self.flip = resolution, seed, load_size, crop, flip
-    self.indices = indices
+    self.indices, self.jpeg_draft = indices, jpeg_draft
     self.n = len(indices) if indices is not None else len(source)
     self.random = crop == 'random' or flip
     self.batched = hasattr(source, 'read_records') and hasattr(source, 'decode_record')
@@ -148,8 +148,14 @@ class _BatchMaker:
     records = self.source.read_records(ids) if self.batched else ids
     for i, rec in zip(ids, records):
       try:
-        ex = self.source.decode_record(rec) if self.batched else self.source[i]
-        out.append((pp.stage1(pp.as_image(ex['image']), r, size, self.crop), int(ex['label'])))
+        if self.batched:
+          ex = self.source.decode_record(rec, resize_to=size, draft=self.jpeg_draft)
+          img = pp.as_image(ex['image'])
+          img = pp.center_crop(img, r) if self.crop == 'center' else img
+        else:
+          ex = self.source[i]
+          img = pp.stage1(pp.as_image(ex['image']), r, size, self.crop)
+        out.append((img, int(ex['label'])))
       except DataError:
         raise
       except (OSError, ValueError, SyntaxError, EOFError) as e:   # what Pillow raises for bad image data
@@ -199,7 +205,7 @@ _SHARED_CACHES_LOCK = threading.Lock()
 def _cache_key(maker: _BatchMaker):
   idx = None if maker.indices is None else hash(maker.indices.tobytes())
   size = None if maker.crop == 'random' else maker.resolution   # random crops cache the resized image only
-  return (maker.load_size, maker.crop, size, idx)
+  return (maker.load_size, maker.crop, size, idx, maker.jpeg_draft)
 
 
 def _decide_cache(maker: _BatchMaker, mode: bool | None, workers: int) -> None:
@@ -429,14 +435,17 @@ class Batches:
   the caller's thread). With deterministic preprocessing, or fixed-size images, the resized uint8 images
   of the whole split are cached in memory once when they fit in ``CACHE_BYTES`` (``cache=None``; True
   forces, False disables), shared by all ``Batches`` over the same ``Source``; batches are then a gather
-  made in this process. ``indices``: example ids to draw from (e.g. after de-duplication). Call ``close()`` (or use ``with``) to stop the thread and the
+  made in this process. ``indices``: example ids to draw from (e.g. after de-duplication).
+  ``jpeg_draft``: decode JPEGs at reduced scale when the target is at most half their size
+  (``common.preprocess.decode_resized``). Call ``close()`` (or use ``with``) to stop the thread and the
   processes; dropping the iterator stops them too, and so does interpreter exit.
   """
 
   def __init__(self, source, *, global_batch: int, resolution: int, seed: int, start_step: int = 0,
                process_index: int = 0, process_count: int = 1, load_size: int | None = None,
                crop: str = 'center', flip: bool = False, indices: Sequence[int] | np.ndarray | None = None,
-               workers: int | None = None, prefetch: int = 2, cache: bool | None = None):
+               workers: int | None = None, prefetch: int = 2, cache: bool | None = None,
+               jpeg_draft: bool = True):
     global_batch = _int(global_batch, 'global_batch', 1)
     process_count = _int(process_count, 'process_count', 1)
     process_index = _int(process_index, 'process_index', 0)
@@ -474,7 +483,8 @@ class Batches:
     self.num_examples = len(indices) if indices is not None else n_source
     self._maker = _BatchMaker(source, global_batch=global_batch, local_batch=local_batch,
                               offset=process_index * local_batch, resolution=int(resolution), seed=seed,
-                              load_size=load_size, crop=crop, flip=bool(flip), indices=indices)
+                              load_size=load_size, crop=crop, flip=bool(flip), indices=indices,
+                              jpeg_draft=bool(jpeg_draft))
     self._stream = _Stream(self._maker, start_step, workers, cache)
     self._prefetcher = _Prefetcher(self._stream, prefetch) if prefetch > 0 else None
     self._closed = False

@@ -3,13 +3,22 @@
 ``preprocess(image, resolution, ...)`` is the whole recipe for one decoded uint8 image. ``Batches``
 (``common.input_pipeline``) runs it in two stages so that the deterministic part can be cached:
 ``stage1`` (resize, and the center crop when there is no random crop) and ``stage2`` (random crop and
-flip, drawn from the example's own generator), then ``to_float``.
+flip, drawn from the example's own generator), then ``to_float``. ``decode_resized`` is ``stage1``'s
+resize fused with decoding: a JPEG is decoded at 1/2, 1/4 or 1/8 scale (Pillow's ``draft``) when the
+target shorter edge is at most half the stored one, which is 1.5-2x faster for 256 px -> 64 px and stays
+within ``JPEG_DRAFT_TOLERANCE`` of decoding in full (tests/test_input_pipeline.py measures it).
 """
 from __future__ import annotations
+
+import io
 
 import numpy as np
 
 from common.datasets.errors import DataError
+
+# Mean absolute difference, in [0, 255] levels over a set of photo-like images, that draft decoding may
+# add to full decoding + the same resize (measured: ~0.8 at 256 -> 64; the worst single image ~2.3).
+JPEG_DRAFT_TOLERANCE = 1.5
 
 # uint8 -> [-1, 1] exactly (0 -> -1.0, 255 -> 1.0), as a gather.
 _TO_FLOAT = (np.arange(256, dtype=np.float32) / np.float32(127.5) - np.float32(1.0)).astype(np.float32)
@@ -56,10 +65,10 @@ def _resized_shape(h: int, w: int, size: int) -> tuple[int, int]:
   return max(size, int(round(h * size / w))), size
 
 
-def _resize_pil(pil, h: int, w: int, size: int) -> np.ndarray:
-  """Pillow image of size (h, w) -> uint8 array, shorter edge ``size`` (bilinear, antialiased)."""
+def _resize_pil(pil, h: int, w: int, size: int, box=None) -> np.ndarray:
+  """Pillow image of original size (h, w) -> uint8 array, shorter edge ``size`` (bilinear, antialiased)."""
   nh, nw = _resized_shape(h, w, size)
-  out = np.asarray(pil.resize((nw, nh), _bilinear()))
+  out = np.asarray(pil.resize((nw, nh), _bilinear(), box=box))
   return out[..., None] if out.ndim == 2 else out
 
 
@@ -75,6 +84,30 @@ def resize_shorter(image: np.ndarray, size: int) -> np.ndarray:
     return image
   from PIL import Image
   return _resize_pil(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image), h, w, size)
+
+
+def decode_resized(data: bytes, channels: int, size: int, *, draft: bool = True) -> np.ndarray:
+  """Encoded image -> uint8 HxWxC (C = ``channels``) with its shorter edge resized to ``size``.
+
+  Equal to ``resize_shorter(codec.decode(data, channels), size)``, except that with ``draft`` a JPEG whose
+  shorter edge is at least 2 * ``size`` is decoded at the largest 1/2, 1/4 or 1/8 scale that keeps it
+  >= ``size`` and then resized over the box of the full image, so the output grid is the same.
+  """
+  from PIL import Image
+  from common.datasets import codec
+  with Image.open(io.BytesIO(data)) as im:
+    w, h = im.size
+    box = None
+    if draft and im.format == 'JPEG' and 2 * size <= min(h, w):
+      scale = size / min(h, w)
+      drafted = im.draft(im.mode, (max(1, int(np.ceil(w * scale))), max(1, int(np.ceil(h * scale)))))
+      if drafted is not None and im.size != (w, h):
+        box = drafted[1]
+    pil = codec.to_mode(im, channels)
+    if box is None and min(h, w) == size:
+      a = np.asarray(pil)
+      return a[..., None] if a.ndim == 2 else a
+    return _resize_pil(pil, h, w, size, box)
 
 
 def center_crop(x: np.ndarray, resolution: int) -> np.ndarray:
