@@ -20,13 +20,14 @@ from common.datasets.errors import DataError
 # add to full decoding + the same resize (measured: ~0.8 at 256 -> 64; the worst single image ~2.3).
 JPEG_DRAFT_TOLERANCE = 1.5
 
-# uint8 -> [-1, 1] exactly (0 -> -1.0, 255 -> 1.0), as a gather.
-_TO_FLOAT = (np.arange(256, dtype=np.float32) / np.float32(127.5) - np.float32(1.0)).astype(np.float32)
-
 
 def to_float(images: np.ndarray) -> np.ndarray:
-  """uint8 pixels -> float32 in [-1, 1] (v / 127.5 - 1, exactly, by table lookup)."""
-  return np.take(_TO_FLOAT, images)
+  """uint8 pixels -> float32 in [-1, 1]: float32(v) / 127.5 - 1 (0 -> -1.0, 255 -> 1.0), in place on one
+  float32 copy (twice as fast as a 256-entry table lookup, with the same values)."""
+  out = images.astype(np.float32)
+  out /= np.float32(127.5)
+  out -= np.float32(1.0)
+  return out
 
 
 def as_image(image) -> np.ndarray:
@@ -104,7 +105,8 @@ def decode_resized(data: bytes, channels: int, size: int, *, draft: bool = True)
       if drafted is not None and im.size != (w, h):
         box = drafted[1]
     pil = codec.to_mode(im, channels)
-    if box is None and min(h, w) == size:
+    nh, nw = _resized_shape(h, w, size)
+    if pil.size == (nw, nh) and (box is None or tuple(box) == (0, 0, nw, nh)):   # decoded at the target size
       a = np.asarray(pil)
       return a[..., None] if a.ndim == 2 else a
     return _resize_pil(pil, h, w, size, box)
