@@ -227,3 +227,21 @@ def test_prefetch_to_device_keeps_depth_transfers_ahead():
   assert [float(b['x'][0]) for b in out] == [2, 3, 4]
   with pytest.raises(DataError):
     next(input_pipeline.prefetch_to_device(batches(), jax.device_put, depth=0))
+
+
+# -- the benchmark -----------------------------------------------------------------------------------------
+
+
+def test_input_pipeline_benchmark_runs_on_a_tiny_set(tmp_path, capsys):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location('bench_input_pipeline', os.path.join(ROOT, 'benchmarks',
+                                                                                     'input_pipeline.py'))
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  out = bench.main([f'--workdir={tmp_path}', '--images=24', '--short=40', '--batch_size=8', '--resolution=16',
+                    '--steps=2', '--warmup=1', '--workers=1', '--flops', '--flops_config=tiny'])
+  runs = {(r['layout'], r['pipeline']) for r in out['throughput']}
+  assert runs == {(s, p) for s in ('folder', 'lmdb') for p in ('old threads', 'new grain')}
+  assert all(r['img_per_s'] > 0 and r['num_examples'] == 24 for r in out['throughput'])
+  assert out['flops'][0]['flops_per_step'] > 0 and len(out['h100']) == 2
+  assert '| lmdb | new grain | 1 |' in capsys.readouterr().err
