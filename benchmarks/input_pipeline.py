@@ -225,7 +225,8 @@ def main(argv=None):
   p.add_argument('--resolution', type=int, default=64)
   p.add_argument('--batch_size', type=int, default=128)
   p.add_argument('--steps', type=int, default=40)
-  p.add_argument('--warmup', type=int, default=15, help='untimed batches: worker start-up, and enough to drain the prefetch buffers filled meanwhile')
+  p.add_argument('--warmup', type=int, default=15,
+                 help='untimed batches: worker start-up, and enough to drain the buffers filled meanwhile')
   p.add_argument('--workers', default='1,2', help='comma-separated worker (old: thread) counts')
   p.add_argument('--pipelines', default='old,new')
   p.add_argument('--draft', default='on', help="new pipeline's jpeg_draft: on, off or on,off")

@@ -147,20 +147,20 @@ class _BatchMaker:
     r, size, out = self.resolution, self.load_size, []
     records = self.source.read_records(ids) if self.batched else ids
     for i, rec in zip(ids, records):
-      try:
-        if self.batched:
+      if self.batched:
+        try:   # decoded with the shorter edge resized already (at reduced scale where possible)
           ex = self.source.decode_record(rec, resize_to=size, draft=self.jpeg_draft)
-          img = pp.as_image(ex['image'])
-          img = pp.center_crop(img, r) if self.crop == 'center' else img
-        else:
-          ex = self.source[i]
-          img = pp.stage1(pp.as_image(ex['image']), r, size, self.crop)
-        out.append((img, int(ex['label'])))
-      except DataError:
-        raise
-      except (OSError, ValueError, SyntaxError, EOFError) as e:   # what Pillow raises for bad image data
-        raise DataError(f'example {i} of {self.source!r} is not a readable image ({one_line(e)}): '
-                        'prepare the dataset again from intact files') from None
+        except DataError:
+          raise
+        except (OSError, ValueError, SyntaxError, EOFError) as e:   # what Pillow raises for bad image data
+          raise DataError(f'example {i} of {self.source!r} is not a readable image ({one_line(e)}): '
+                          'prepare the dataset again from intact files') from None
+        img = pp.as_image(ex['image'])
+        img = pp.center_crop(img, r) if self.crop == 'center' else img
+      else:
+        ex = self.source[i]
+        img = pp.stage1(pp.as_image(ex['image']), r, size, self.crop)
+      out.append((img, int(ex['label'])))
     return out
 
   def _rng(self, position) -> np.random.Generator:
@@ -300,8 +300,8 @@ class _GrainIterator:
       # and leaves no shared-memory blocks to leak when a consumer keeps a batch.
       it_ds = grain.experimental.WithOptionsIterDataset(
           it_ds, grain.experimental.DatasetOptions(min_shm_size=1 << 62))
-      it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=WORKER_BUFFER),
-                                worker_init_fn=_ignore_sigint)
+      options = grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=WORKER_BUFFER)
+      it_ds = it_ds.mp_prefetch(options, worker_init_fn=_ignore_sigint)
     self._it = iter(it_ds)
     self.workers = workers
 

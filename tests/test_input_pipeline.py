@@ -144,13 +144,32 @@ class CorruptSource:
 
 
 def test_worker_failure_is_the_original_one_line_data_error():
-  with input_pipeline.Batches(CorruptSource(8, bad=5), global_batch=8, resolution=16, seed=0, workers=1) as it:
+  with input_pipeline.Batches(CorruptSource(8, bad=5), global_batch=8, resolution=16, seed=0, workers=1,
+                              cache=False) as it:   # uncached: made in the worker
     for _ in range(2):   # reported again on the next call
       with pytest.raises(DataError) as e:
         next(it)
       msg = str(e.value)
       assert 'example 5 of CorruptSource is not a readable image' in msg and '\n' not in msg
       assert not getattr(e.value, '__notes__', None) and e.value.__cause__ is None
+
+
+class DyingSource(CorruptSource):
+  """A source whose worker process exits abruptly (as if killed) when it reads."""
+
+  def read_records(self, ids):
+    import multiprocessing
+    if multiprocessing.parent_process() is not None:
+      os._exit(3)
+    return super().read_records(ids)
+
+
+def test_a_worker_that_dies_is_a_data_error():
+  with input_pipeline.Batches(DyingSource(8, bad=-1), global_batch=8, resolution=16, seed=0, workers=1,
+                              cache=False) as it:
+    with pytest.raises(DataError) as e:
+      next(it)
+  assert 'worker process died' in str(e.value) and 'exit code 3' in str(e.value) and '\n' not in str(e.value)
 
 
 def test_unpicklable_worker_error_still_arrives():

@@ -47,9 +47,9 @@ class Source:
   """Random access to one split: ``len(src)``; ``src[i] -> {'image': uint8 HxWxC, 'label': int}``.
 
   ``label`` is -1 for unlabeled data; C is ``src.channels`` (1 or 3). Images are decoded with Pillow from
-  the stored bytes. Thread-safe, and picklable (``Batches`` sends it to its worker processes). Attributes: ``info`` (``DatasetInfo``),
-  ``channels``, ``num_classes``, ``image_shape`` (from the TFDS feature; None for variable sizes),
-  ``skipped_files`` ((path, reason) pairs left out when a folder was prepared).
+  the stored bytes. Thread-safe, and picklable (``Batches`` sends it to its worker processes). Attributes:
+  ``info`` (``DatasetInfo``), ``channels``, ``num_classes``, ``image_shape`` (from the TFDS feature; None
+  for variable sizes), ``skipped_files`` ((path, reason) pairs left out when a folder was prepared).
   """
 
   def __init__(self, data_source, features, *, name: str, split: str, skipped: Sequence = ()):
