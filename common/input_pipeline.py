@@ -285,7 +285,7 @@ class _GrainIterator:
 
   Worker failures come out as a fresh one-line ``DataError`` (Grain's note and rebuilt traceback dropped);
   a worker that dies becomes a ``DataError`` too. ``close()`` stops the processes and collects Grain's
-  iterators at once (left to the garbage collector at interpreter exit they print errors).
+  multiprocessing iterators at once (left to the garbage collector at interpreter exit they print errors).
   """
 
   def __init__(self, fn: Callable[[int], dict], start: int, stop: int, workers: int):
@@ -324,7 +324,8 @@ class _GrainIterator:
     if it is not None:
       it.close()
       del it
-      gc.collect()
+      if self.workers:   # only mp_prefetch's iterators print errors when collected at exit; a collection
+        gc.collect()     # here also runs other objects' finalizers (e.g. Orbax's), so not more often
 
 
 class _Stream:
