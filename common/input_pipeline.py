@@ -208,7 +208,7 @@ def _cache_key(maker: _BatchMaker):
   return (maker.load_size, maker.crop, size, idx, maker.jpeg_draft)
 
 
-def _decide_cache(maker: _BatchMaker, mode: bool | None, workers: int) -> None:
+def _decide_cache(maker: _BatchMaker, mode: bool | None, workers: int, closed: threading.Event) -> None:
   """Sets ``maker.cache`` when ``mode`` asks for it (True) or allows it (None) and the images fit."""
   if mode is False:
     return
@@ -233,7 +233,7 @@ def _decide_cache(maker: _BatchMaker, mode: bool | None, workers: int) -> None:
     cache = shared.get(key)
   if cache is None:
     parallel = workers > 0 and maker.n * per_example_s > PARALLEL_CACHE_S
-    cache = _build_cache(maker, first.shape, workers if parallel else 0)
+    cache = _build_cache(maker, first.shape, workers if parallel else 0, closed)
     with _SHARED_CACHES_LOCK:
       cache = shared.setdefault(key, cache)
   maker.cache = cache
@@ -255,7 +255,7 @@ class _Stage1Chunk:
     return {'image': np.stack([e[0] for e in examples]), 'label': np.array([e[1] for e in examples], np.int32)}
 
 
-def _build_cache(maker: _BatchMaker, shape, workers: int) -> tuple[np.ndarray, np.ndarray]:
+def _build_cache(maker: _BatchMaker, shape, workers: int, closed: threading.Event) -> tuple[np.ndarray, np.ndarray]:
   chunk = 512
   images = np.empty((maker.n,) + tuple(shape), np.uint8)
   labels = np.empty(maker.n, np.int32)
@@ -264,6 +264,8 @@ def _build_cache(maker: _BatchMaker, shape, workers: int) -> tuple[np.ndarray, n
            f' with {workers} worker processes' if workers else '')
   with contextlib.closing(_GrainIterator(_Stage1Chunk(maker, chunk, shape), 0, num_chunks, workers)) as it:
     for c, part in enumerate(it):
+      if closed.is_set():   # Batches.close() while caching: stop between chunks
+        raise _Closed()
       lo = c * chunk
       images[lo:lo + len(part['image'])] = part['image']
       labels[lo:lo + len(part['label'])] = part['label']
@@ -338,7 +340,7 @@ class _Stream:
 
   def next(self) -> dict[str, np.ndarray]:
     if self._it is None:
-      _decide_cache(self.maker, self.cache_mode, self.workers)
+      _decide_cache(self.maker, self.cache_mode, self.workers, self.closed)
       if self.closed.is_set():
         raise _Closed()
       workers = 0 if self.maker.cache is not None else self.workers
