@@ -32,6 +32,7 @@ from flax import serialization
 
 from common import data, inception, splits
 from common import images as images_lib
+from common.datasets.prepare import data_root, preparation_lock
 
 DEFAULT_RESOLUTION = 32
 DEFAULT_STEPS = 2000            # at most; small datasets stop at DEFAULT_EPOCHS
@@ -104,13 +105,6 @@ def dataset_key(dataset: str) -> str:
   if dataset.startswith('folder:'):
     return 'folder_' + hashlib.sha1(os.path.abspath(dataset[7:]).encode()).hexdigest()[:10]
   return re.sub(r'[^A-Za-z0-9_.-]+', '_', dataset)
-
-
-def data_root(data_dir: Optional[str] = None) -> str:
-  """The data directory as ``common.data`` resolves it (default $TFDS_DATA_DIR or ~/tensorflow_datasets)."""
-  if data_dir:
-    return os.path.abspath(os.path.expanduser(data_dir))
-  return str(data._default_data_dir())  # pylint: disable=protected-access
 
 
 def default_dir(dataset: str, data_dir: Optional[str] = None, resolution: int = DEFAULT_RESOLUTION) -> str:
@@ -218,8 +212,7 @@ def open_net(*, dataset: str, data_dir: Optional[str] = None, manual_dir: Option
   except FileNotFoundError:
     if not train_if_missing:
       raise
-  from pathlib import Path
-  with data._lock(Path(data_root(data_dir)), f'feature_net-{dataset_key(dataset)}'):  # pylint: disable=protected-access
+  with preparation_lock(data_root(data_dir), f'feature_net-{dataset_key(dataset)}'):
     try:
       return load(directory)
     except FileNotFoundError:

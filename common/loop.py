@@ -244,7 +244,7 @@ class _Run:
             'num_classes': self.info.num_classes, 'dataset': self.info.name}
 
   def evaluate(self, state, step: int, batches) -> None:
-    """--eval_every: measures --eval_metric (common.evaluation.TrainingEvaluator), logs it to TensorBoard
+    """--eval_every: measures --eval_metric (common.quality.TrainingEvaluator), logs it to TensorBoard
     ('eval/<metric>') and WORKDIR/eval.jsonl, and saves the state to WORKDIR/best when it is the best so far
     (one checkpoint, same layout: ``checkpoint.load(WORKDIR + '/best')``). The best value survives a resume."""
     if self.evaluator is None:

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import logging
+import multiprocessing
 import os
 import pickle
 import shutil
@@ -21,15 +22,15 @@ import pytest
 from PIL import Image
 
 from common import data
-from common.datasets import builders
+from common.datasets import builders, prepare
 
 FASHION_DIR = '/usr/share/datasets/fashion-mnist'   # Debian package dataset-fashion-mnist
-REAL_NETWORK_CHECK = data._network_available
+REAL_NETWORK_CHECK = prepare.network_available
 
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-  monkeypatch.setattr(data, '_network_available', lambda hosts, timeout=0: False)
+  monkeypatch.setattr(prepare, 'network_available', lambda hosts, timeout=0: False)
 
 
 @pytest.fixture(scope='session')
@@ -140,8 +141,8 @@ def test_failed_download_is_one_line_with_the_fix(tmp_path, monkeypatch):
   def fail(self, *args, **kwargs):
     raise ConnectionError('host said no\nsecond line')
 
-  monkeypatch.setattr(data, '_network_available', lambda hosts, timeout=0: True)
-  monkeypatch.setattr(data, '_hide_tf_gpus', lambda: None)   # keep TensorFlow out of this test
+  monkeypatch.setattr(prepare, 'network_available', lambda hosts, timeout=0: True)
+  monkeypatch.setattr(prepare, 'hide_tf_gpus', lambda: None)   # keep TensorFlow out of this test
   monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', fail)
   with pytest.raises(data.DataError) as e:
     data.open_source('mnist', data_dir=str(tmp_path / 'd'), manual_dir=str(tmp_path / 'm'))
@@ -548,7 +549,7 @@ def test_batches_deterministic_and_seeded(digits):
   src, _ = digits
   kw = dict(global_batch=32, resolution=16, **aug(16))
   a = take(data.Batches(src, seed=1, **kw), 3)
-  b = take(data.Batches(src, seed=1, num_threads=1, **kw), 3)
+  b = take(data.Batches(src, seed=1, workers=1, **kw), 3)
   c = take(data.Batches(src, seed=2, **kw), 3)
   assert_same(a, b)
   assert not np.array_equal(a[0]['label'], c[0]['label'])
@@ -570,7 +571,7 @@ def test_batches_resume(digits, augment):
 @pytest.mark.parametrize('cache', [None, False])
 def test_process_slices_concatenate_to_the_global_batch(digits, procs, cache):
   src, _ = digits
-  kw = dict(global_batch=48, resolution=8, seed=7, cache=cache, **aug(8))
+  kw = dict(global_batch=48, resolution=8, seed=7, cache=cache, workers=0, **aug(8))   # workers: test_input_pipeline
   single = take(data.Batches(src, **kw), 3)
   parts = [take(data.Batches(src, process_index=p, process_count=procs, **kw), 3) for p in range(procs)]
   for s in range(3):
@@ -629,7 +630,9 @@ def test_batches_argument_errors(digits):
 
 
 def batches_threads():
-  return sum(t.name.startswith('Batches-') for t in threading.enumerate())
+  """The pipeline's threads and worker processes."""
+  return (sum(t.name.startswith('Batches-') for t in threading.enumerate())
+          + len(multiprocessing.active_children()))
 
 
 def settle(want, timeout=5.0):
@@ -642,7 +645,7 @@ def settle(want, timeout=5.0):
 def test_close_stops_threads(digits):
   src, _ = digits
   before = batches_threads()
-  it = data.Batches(src, global_batch=16, resolution=8, seed=0, num_threads=2, **aug(8))
+  it = data.Batches(src, global_batch=16, resolution=8, seed=0, workers=2, cache=False, **aug(8))
   next(it)
   assert batches_threads() == before + 3   # prefetcher + 2 workers
   it.close()
@@ -653,7 +656,7 @@ def test_close_stops_threads(digits):
   with data.Batches(src, global_batch=16, resolution=8, seed=0) as it2:
     next(it2)
   assert settle(before) == before
-  it3 = data.Batches(src, global_batch=16, resolution=8, seed=0, num_threads=2, **aug(8))
+  it3 = data.Batches(src, global_batch=16, resolution=8, seed=0, workers=2, cache=False, **aug(8))
   next(it3)
   del it3   # dropped without close(): the finalizer stops the threads
   assert settle(before) == before

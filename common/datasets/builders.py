@@ -35,6 +35,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from common.datasets import codec
+from common.datasets.errors import one_line
 
 log = logging.getLogger('common.data')
 
@@ -675,7 +676,7 @@ def scan_folder(root: Path, *, num_threads: int | None = None) -> FolderPlan:
     try:
       return rel, _inspect_image(root / rel)
     except Exception as e:  # noqa: BLE001 - every kind of unreadable file is skipped alike
-      return rel, ' '.join(f'{type(e).__name__}: {e}'.split())[:200]
+      return rel, one_line(e, 200)
 
   workers = num_threads or min(8, os.cpu_count() or 1)
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
