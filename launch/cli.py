@@ -29,7 +29,11 @@ def main(argv=None) -> int:
       return 2
     print(text, file=sys.stdout if argv else sys.stderr)
     return 0 if argv else 2
-  return importlib.import_module(f'launch.{argv[0]}').main(argv[1:])
+  code = importlib.import_module(f'launch.{argv[0]}').main(argv[1:])
+  if code == 130:                      # Ctrl-C: end without the interpreter's teardown (launch/_cli.exit)
+    from launch import _cli
+    _cli.exit(code)
+  return code
 
 
 if __name__ == '__main__':

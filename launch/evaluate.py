@@ -144,4 +144,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  _cli.exit(main())
