@@ -37,11 +37,14 @@ import operator
 import os
 import pickle
 import queue
+import shlex
+import signal
 import sys
+import tempfile
 import threading
 import time
 import weakref
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -275,6 +278,42 @@ def _build_cache(maker: _BatchMaker, shape, workers: int, closed: threading.Even
 # -- Grain -------------------------------------------------------------------------------------------------
 
 
+_WRAPPER: list = []
+
+
+def _worker_executable() -> Optional[str]:
+  """A tiny shell wrapper that starts this Python with SIGINT ignored (POSIX; None elsewhere). A disposition of
+  SIG_IGN survives exec and Python then installs no KeyboardInterrupt handler, so a terminal's Ctrl-C (sent to
+  the whole process group) never reaches a worker, even while it is still importing; the main process stops
+  the workers itself."""
+  if os.name != 'posix' or not os.path.exists('/bin/sh'):
+    return None
+  if not _WRAPPER:
+    directory = tempfile.mkdtemp(prefix='batches-worker-')
+    path = os.path.join(directory, 'python')
+    with open(path, 'w') as f:
+      f.write(f"#!/bin/sh\ntrap '' INT\nexec {shlex.quote(sys.executable)} \"$@\"\n")
+    os.chmod(path, 0o755)
+    _WRAPPER.append(path)
+  return _WRAPPER[0]
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+  """While Grain spawns its workers: they start through ``_worker_executable`` (SIGINT ignored from their
+  first instruction on)."""
+  import multiprocessing
+  from multiprocessing import spawn
+  wrapper, original = _worker_executable(), spawn.get_executable()
+  if wrapper:
+    multiprocessing.set_executable(wrapper)
+  try:
+    yield
+  finally:
+    if wrapper:
+      multiprocessing.set_executable(original)
+
+
 def _ignore_sigint(worker_index: int, worker_count: int) -> None:
   """Worker processes leave Ctrl-C to the main process, which stops them (no traceback from each)."""
   del worker_index, worker_count
@@ -304,14 +343,20 @@ class _GrainIterator:
           it_ds, grain.experimental.DatasetOptions(min_shm_size=1 << 62))
       options = grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=WORKER_BUFFER)
       it_ds = it_ds.mp_prefetch(options, worker_init_fn=_ignore_sigint)
-    self._it = iter(it_ds)
+    with _interrupts_held():
+      self._it = iter(it_ds)
     self.workers = workers
+    self._started = not workers
 
   def __iter__(self):
     return self
 
   def __next__(self) -> dict:
     try:
+      if not self._started:         # Grain spawns its workers on the first batch
+        self._started = True
+        with _interrupts_held():
+          return next(self._it)
       return next(self._it)
     except DataError as e:
       raise DataError(str(e)) from None

@@ -33,7 +33,7 @@ import numpy as np
 from tensorboardX import SummaryWriter
 
 from common import checkpoint as ckpt_lib
-from common import data, images, parallel, quality, registry
+from common import data, images, parallel, quality, registry, signals
 from common.config import Config, identity_diff, to_json
 from common.model import DataFacts
 
@@ -63,6 +63,7 @@ class _StopSignal:
     self._old = {}
 
   def __enter__(self):
+    self.received = signals.pending()    # a signal that arrived while the tool was still importing
     for sig in (signal.SIGTERM, signal.SIGINT):
       try:
         self._old[sig] = signal.signal(sig, self._handle)
@@ -387,14 +388,17 @@ class _Run:
         self.metrics_file.flush()
       except OSError as e:
         raise self._storage_error('metrics log', e) from e
+      if self.writer is not None:    # every step, as metrics.jsonl: no gap at a (re)start's compile step
+        for s, m in rows:
+          for k, v in m.items():
+            self.writer.add_scalar(f'train/{k}', v, s)
     return rows[-1][1]
 
   def progress(self, step: int, m: dict, img_per_s: float, eta_s: float) -> None:
     _print(f'step {step:>7d}/{self.config.loop.steps} | {_fmt(m)} | {img_per_s:,.0f} img/s | '
            f'eta {format_duration(eta_s)}')
     if self.writer is not None:
-      for k, v in {**m, 'img_per_s': img_per_s}.items():
-        self.writer.add_scalar(f'train/{k}', v, step)
+      self.writer.add_scalar('train/img_per_s', img_per_s, step)
 
   def samples(self, state, step: int) -> None:
     """Writes the grid of the fixed z and checks sample diversity against the data's (collapse monitor)."""

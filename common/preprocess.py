@@ -11,10 +11,13 @@ within ``JPEG_DRAFT_TOLERANCE`` of decoding in full (tests/test_input_pipeline.p
 from __future__ import annotations
 
 import io
+import logging
 
 import numpy as np
 
 from common.datasets.errors import DataError
+
+log = logging.getLogger('common.preprocess')
 
 # Mean absolute difference, in [0, 255] levels over a set of photo-like images, that draft decoding may
 # add to full decoding + the same resize (measured: ~0.8 at 256 -> 64; the worst single image ~2.3).
@@ -78,13 +81,24 @@ def _bilinear():
   return Image.Resampling.BILINEAR
 
 
+UPSCALE_WARNING = 4.0      # warn (once per process) when an image is enlarged more than this
+
+
 def resize_shorter(image: np.ndarray, size: int) -> np.ndarray:
-  """Shorter edge -> ``size`` (Pillow bilinear; antialiased when shrinking); aspect ratio kept."""
+  """Shorter edge -> ``size`` (Pillow bilinear; antialiased when shrinking); aspect ratio kept. Enlarging an
+  image more than ``UPSCALE_WARNING`` times is logged once: such images carry little of what the model sees."""
   h, w = image.shape[:2]
   if min(h, w) == size:
     return image
+  if size > UPSCALE_WARNING * min(h, w) and not _warned:
+    _warned.append(True)
+    log.warning('an image of %dx%d is enlarged to a shorter edge of %d (%.0fx): check the dataset or '
+                '--resolution', w, h, size, size / min(h, w))
   from PIL import Image
   return _resize_pil(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image), h, w, size)
+
+
+_warned: list = []
 
 
 def decode_resized(data: bytes, channels: int, size: int, *, draft: bool = True) -> np.ndarray:

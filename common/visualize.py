@@ -173,6 +173,9 @@ def layer_fn(module, layer: str, **kwargs) -> Callable:
 
   def f(variables, x, *extra):
     _, col = module.apply(variables, x, *extra, mutable=['intermediates'], **kwargs)
+    if layer not in col['intermediates']:
+      raise ValueError(f'--layer={layer}: {type(module).__name__} has no such layer; choose one of '
+                       f'{", ".join(col["intermediates"])}')
     return col['intermediates'][layer][0]
   return f
 

@@ -5,9 +5,13 @@ import sys
 from typing import Callable, Optional, Sequence
 
 import argparse
+import importlib
 import os
 
+from common import signals
 from common.config import ArgumentParser, ConfigError, check_path
+
+signals.install()   # a Ctrl-C while JAX imports is recorded, not lost (common/signals.py)
 
 # Bad input of every kind a tool can meet: flags, files, data, a workdir of another run, a full disk.
 INPUT_ERRORS = (ConfigError, FileNotFoundError, ValueError, OSError, RuntimeError)
@@ -18,14 +22,20 @@ def parser(doc: str) -> ArgumentParser:
   return ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def run_main(parse: Callable, run: Callable, argv: Optional[Sequence[str]] = None) -> int:
+def run_main(parse: Callable, run: Callable, argv: Optional[Sequence[str]] = None,
+             imports: Sequence[str] = ()) -> int:
   """``run(parse(argv))``: exit status 0, or 1 with ``error: ...`` on one stderr line for bad input (a flag, a
-  file, the data), or 130 with one line on Ctrl-C. Unexpected exceptions (bugs) keep their traceback."""
+  file, the data), or 130 with one line on Ctrl-C. Unexpected exceptions (bugs) keep their traceback.
+  ``imports``: the library modules ``run`` uses, imported first with signals deferred (JAX's import is where
+  a Ctrl-C is otherwise swallowed with a stray traceback; ``common.signals``)."""
   try:
     a = parse(argv)
   except SystemExit as e:        # --help (0) or a bad flag (1, one line already printed)
     return e.code if isinstance(e.code, int) else 1
   try:
+    with signals.deferred():
+      for module in imports:
+        importlib.import_module(module)
     run(a)
   except KeyboardInterrupt:
     print('interrupted', file=sys.stderr)

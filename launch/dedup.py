@@ -48,7 +48,7 @@ def run(a):
 
 
 def main(argv=None) -> int:
-  return _cli.run_main(parse, run, argv)
+  return _cli.run_main(parse, run, argv, imports=('common.dedup',))
 
 
 if __name__ == '__main__':

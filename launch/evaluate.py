@@ -140,7 +140,7 @@ def run(a):
 
 
 def main(argv=None) -> int:
-  return _cli.run_main(parse, run, argv)
+  return _cli.run_main(parse, run, argv, imports=('common.eval_tasks', 'bigan_jax.table1'))
 
 
 if __name__ == '__main__':

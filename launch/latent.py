@@ -81,7 +81,7 @@ def run(a):
 
 
 def main(argv=None) -> int:
-  return _cli.run_main(parse, run, argv)
+  return _cli.run_main(parse, run, argv, imports=('dcgan_jax.latent_tools',))
 
 
 if __name__ == '__main__':

@@ -26,7 +26,7 @@ def run(config):
 
 
 def main(argv=None) -> int:
-  return _cli.run_main(parse, run, argv)
+  return _cli.run_main(parse, run, argv, imports=('common.loop',))
 
 
 if __name__ == '__main__':

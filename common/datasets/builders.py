@@ -25,6 +25,7 @@ import os
 import pickle
 import re
 import struct
+import zlib
 import tarfile
 import zipfile
 from pathlib import Path
@@ -45,7 +46,12 @@ _TEN = [str(d) for d in range(10)]
 
 
 class DataFileError(ValueError):
-  """A manual file is malformed; ``common.data`` turns it into a ``DataError``."""
+  """A manual file is malformed; ``common.data`` turns it into a ``DataError``. ``fix``: what to do (None when
+  the message already says it)."""
+
+  def __init__(self, message: str, fix: str | None = 'replace the file with the original one'):
+    super().__init__(message)
+    self.fix = fix
 
 
 def _first(directory: Path, names) -> Path | None:
@@ -131,8 +137,11 @@ class Digits(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 def read_idx(path: Path) -> np.ndarray:
   """An idx file (optionally gzipped) of unsigned bytes, as a numpy array with the file's dimensions."""
   opener = gzip.open if path.suffix == '.gz' else open
-  with opener(path, 'rb') as f:
-    data = f.read()
+  try:
+    with opener(path, 'rb') as f:
+      data = f.read()
+  except (OSError, EOFError, zlib.error) as e:      # truncated or not gzip at all
+    raise DataFileError(f'{path} cannot be read ({type(e).__name__}: {e})') from None
   if len(data) < 4 or data[:2] != b'\0\0' or data[2] != 0x08:
     raise DataFileError(f'{path} is not an idx file of unsigned bytes')
   ndim = data[3]
@@ -498,7 +507,7 @@ class LsunManual(_Offline, skip_registration=True):
         import lmdb
       except ImportError:
         raise DataFileError('reading LSUN LMDB files needs the lmdb package: pip install lmdb '
-                            '(or pip install .[lsun])') from None
+                            '(or pip install .[lsun])', fix=None) from None
       env = lmdb.open(str(lmdb_dir), readonly=True, lock=False, readahead=False, meminit=False)
       try:
         with env.begin(write=False) as txn:

@@ -190,7 +190,7 @@ def _prepare_with(builder, manual_dir: Path | None, what: str) -> None:
   except DataError:
     raise
   except builders.DataFileError as e:
-    raise DataError(f'{what}: {e}: replace the file with the original one') from None
+    raise DataError(f'{what}: {e}' + (f': {e.fix}' if e.fix else '')) from None
   except Exception as e:  # noqa: BLE001 - anything TFDS or a reader raises
     raise DataError(f'preparing {what} failed ({one_line(e)})') from e
   finally:
@@ -277,14 +277,14 @@ def _read_sidecar(version_dir: Path) -> dict | None:
 
 def _unreadable(name: str, skipped: Sequence) -> DataError:
   rel, why = skipped[0]
-  return DataError(f'{name}: {rel} is not a readable image ({why}): fix or remove it, or pass strict=False to '
-                   'skip unreadable files')
+  return DataError(f'{name}: {rel} is not a readable image ({why}): fix or remove it, or leave out --strict_data '
+                   '(strict=False) to skip unreadable files')
 
 
 def _skipped_message(where: str, skipped: list, total: int) -> str:
   names = ', '.join(rel for rel, _ in skipped[:5]) + (', ...' if len(skipped) > 5 else '')
   return (f'{where}: skipped {len(skipped)} of {total} files that are not readable images ({names}); '
-          'pass strict=True to fail on them instead')
+          'pass --strict_data=true (strict=True) to fail on them instead')
 
 
 def _folder_builder(path: str, data_dir: Path, strict: bool):
