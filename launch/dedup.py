@@ -21,7 +21,8 @@ if __package__ in (None, ''):   # python launch/dedup.py from a checkout: put th
 from launch import _cli  # noqa: E402
 
 
-def parse(argv=None):
+def parser():
+  """The argument parser (every flag, its check and its help)."""
   from_defaults = dict(steps=2000, batch_size=64, noise=0.2, dropout=0.1, code_noise=8.0, lr=1e-3)
   p = _cli.parser(__doc__)
   p.add_argument('--dataset', required=True, help='dataset name, as for launch/train.py')
@@ -39,7 +40,11 @@ def parse(argv=None):
   p.add_argument('--seed', type=_cli.int_range(0, 2**32 - 1), default=0, help='seed')
   p.add_argument('--retrain', action='store_true', help='train a new autoencoder even if OUT has one')
   p.add_argument('--show', type=_cli.int_range(0, 1000), default=16, help='duplicate groups drawn in groups.png')
-  return p.parse_args(argv)
+  return p
+
+
+def parse(argv=None):
+  return parser().parse_args(argv)
 
 
 def run(a):

@@ -57,7 +57,8 @@ TABLE_FLAGS = ('batch_size', 'seed', 'resolution', 'z_dim', 'hidden', 'architect
                'weight_decay', 'data_dir', 'manual_dir', 'log_every', 'sample_every', 'checkpoint_every')
 
 
-def parse(argv=None):
+def parser():
+  """The argument parser (every flag, its check and its help)."""
   p = _cli.parser(__doc__)
   p.add_argument('--workdir', default=None, type=_cli.run_dir, help='run directory written by launch/train.py (--eval)')
   p.add_argument('--eval', default=None, choices=EVALS, help='evaluation of one run')
@@ -112,6 +113,11 @@ def parse(argv=None):
                       '(default: 2000 or 30 epochs, whichever is fewer)')
   p.add_argument('--feature_resolution', type=_cli.int_range(8, 512), default=32, help='--train_feature_net: input size')
   config_lib.add_flags(p, only=TABLE_FLAGS)
+  return p
+
+
+def parse(argv=None):
+  p = parser()
   a = p.parse_args(argv)
   if sum([a.eval is not None, a.table is not None, a.train_feature_net]) != 1:
     p.error('give exactly one of --eval=... (with --workdir), --table=... or --train_feature_net')

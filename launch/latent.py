@@ -38,7 +38,8 @@ def _span(text):
   return t0, t1
 
 
-def parse(argv=None):
+def parser():
+  """The argument parser (every flag, its check and its help)."""
   p = _cli.parser(__doc__)
   p.add_argument('--workdir', required=True, type=_cli.run_dir, help='run directory written by launch/train.py')
   p.add_argument('--step', type=_cli.int_range(0), default=None, help='checkpoint step (default: latest)')
@@ -65,6 +66,11 @@ def parse(argv=None):
                  help='--direction: z + t * direction for t from T0 to T1 (default 0,1)')
   p.add_argument('--layer', default=None, help="--forget: G's layer (default: the second-highest hidden layer)")
   p.add_argument('--negatives', type=_cli.float_range(0, above=True), default=1.0, help='--forget: negatives per positive')
+  return p
+
+
+def parse(argv=None):
+  p = parser()
   a = p.parse_args(argv)
   chosen = [m for m in MODES if getattr(a, m)]
   if len(chosen) != 1:

@@ -13,7 +13,8 @@ if __package__ in (None, ''):   # python launch/sample.py from a checkout: put t
 from launch import _cli  # noqa: E402
 
 
-def parse(argv=None):
+def parser():
+  """The argument parser (every flag, its check and its help)."""
   p = _cli.parser(__doc__)
   p.add_argument('--workdir', required=True, type=_cli.run_dir, help='run directory written by launch/train.py')
   p.add_argument('--out', default=None, type=_cli.out_file, help='output PNG (default: WORKDIR/sample.png, walk.png '
@@ -29,7 +30,11 @@ def parse(argv=None):
   p.add_argument('--reconstruct', action='store_true', help='BiGAN/autoencoder: real x beside G(E(x))')
   p.add_argument('--batch_stats', default='running', choices=('running', 'batch'),
                  help="G's batchnorm: running averages (each image depends only on its z) or this batch's")
-  return p.parse_args(argv)
+  return p
+
+
+def parse(argv=None):
+  return parser().parse_args(argv)
 
 
 def run(a):

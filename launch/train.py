@@ -13,11 +13,16 @@ from common import config as config_lib, registry  # noqa: E402  (light: no JAX 
 from launch import _cli  # noqa: E402
 
 
-def parse(argv=None):
+def parser():
+  """The argument parser (every flag, its check and its help)."""
   models = '\n'.join(f'  {name:24s} {text}' for name, text in registry.describe().items())
   p = _cli.parser(__doc__ + f'\nmodels (--model):\n{models}')
   config_lib.add_flags(p, model_choices=registry.names())
-  return config_lib.from_args(p.parse_args(argv))
+  return p
+
+
+def parse(argv=None):
+  return config_lib.from_args(parser().parse_args(argv))
 
 
 def run(config):

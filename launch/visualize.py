@@ -32,7 +32,8 @@ def _maps(text):
   return maps
 
 
-def parse(argv=None):
+def parser():
+  """The argument parser (every flag, its check and its help)."""
   p = _cli.parser(__doc__)
   p.add_argument('--workdir', required=True, type=_cli.run_dir, help='run directory written by launch/train.py')
   p.add_argument('--what', required=True, choices=('guided_backprop', 'filters'), help='which picture')
@@ -46,7 +47,11 @@ def parse(argv=None):
                  help="guided_backprop: the discriminator (DCGAN) or a BiGAN's encoder E")
   p.add_argument('--layer', default=None, help="guided_backprop: the network's layer (default: its last conv layer)")
   p.add_argument('--seed', type=_cli.int_range(0, 2**32 - 1), default=0, help='seed of the random-D baseline')
-  return p.parse_args(argv)
+  return p
+
+
+def parse(argv=None):
+  return parser().parse_args(argv)
 
 
 def run(a):
