@@ -183,10 +183,11 @@ def step_flops(config_name: str = 'dcgan64', batch_size: int = 128, upsample_imp
   import numpy as np
   from common import parallel, registry
   from common.config import Config
+  from common.model import DataFacts
   import train_step as bench_step
   overrides, channels = bench_step.CONFIGS[config_name]
-  config = Config(**overrides, batch_size=batch_size, steps=10**6, upsample_impl=upsample_impl)
-  model = registry.build_model(config, channels=channels, num_classes=10)
+  config = Config.make(**overrides, batch_size=batch_size, steps=10**6, upsample_impl=upsample_impl)
+  model = registry.build(config, DataFacts(channels, 10))
   mesh = parallel.make_mesh(jax.devices()[:1])
   state = jax.eval_shape(model.init, jax.random.PRNGKey(0))
   r = model.data_options()['resolution']

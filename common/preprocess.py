@@ -15,6 +15,7 @@ import logging
 
 import numpy as np
 
+from common.datasets import codec
 from common.datasets.errors import DataError
 
 log = logging.getLogger('common.preprocess')
@@ -109,7 +110,6 @@ def decode_resized(data: bytes, channels: int, size: int, *, draft: bool = True)
   >= ``size`` and then resized over the box of the full image, so the output grid is the same.
   """
   from PIL import Image
-  from common.datasets import codec
   with Image.open(io.BytesIO(data)) as im:
     w, h = im.size
     box = None

@@ -22,7 +22,11 @@ def parser():
 
 
 def parse(argv=None):
-  return config_lib.from_args(parser().parse_args(argv))
+  p = parser()
+  try:
+    return config_lib.from_args(p.parse_args(argv))
+  except config_lib.ConfigError as e:     # what argparse lets through (e.g. --model=--)
+    p.error(str(e))
 
 
 def run(config):

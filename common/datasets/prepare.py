@@ -89,7 +89,7 @@ def _spec(name: str) -> _Spec:
   if key in _SPECS:
     return _SPECS[key]
   if key.startswith('lsun/'):
-    from common.datasets import builders
+    from common.datasets import builders  # lazy: imports TensorFlow Datasets (seconds)
     category = key[len('lsun/'):]
     if category in builders.LSUN_SCENES + builders.LSUN_OBJECTS:
       return _Spec(key, key, 'LsunManual', config=category, hosts=(('dl.yf.io', 80),), needs='tensorflow_io')
@@ -181,7 +181,7 @@ def network_available(hosts: Sequence[tuple[str, int]], timeout: float = NETWORK
 def _prepare_with(builder, manual_dir: Path | None, what: str) -> None:
   """``builder.download_and_prepare`` into array_record; every failure becomes a one-line ``DataError``."""
   tf_datasets = tfds()
-  from common.datasets import builders
+  from common.datasets import builders  # lazy: imports TensorFlow Datasets (seconds)
   log.info('preparing %s into %s%s', what, builder.data_dir, f' from {manual_dir}' if manual_dir else '')
   config = tf_datasets.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None,
                                                try_download_gcs=False)
@@ -201,7 +201,7 @@ def _prepare_with(builder, manual_dir: Path | None, what: str) -> None:
 def _prepared_builder(spec: _Spec, data_dir: Path, manual_dir: Path, download: bool):
   """A prepared TFDS builder for ``spec``, preparing or downloading it if needed (module docstring)."""
   tf_datasets = tfds()
-  from common.datasets import builders
+  from common.datasets import builders  # lazy: imports TensorFlow Datasets (seconds)
   cls = getattr(builders, spec.builder)
   make_ours = lambda: cls(data_dir=str(data_dir), config=spec.config)  # noqa: E731
   make_official = lambda: tf_datasets.builder(spec.official, data_dir=str(data_dir))  # noqa: E731
@@ -266,7 +266,7 @@ def _absl_filter(prefix: str):
 
 
 def _read_sidecar(version_dir: Path) -> dict | None:
-  from common.datasets import builders
+  from common.datasets import builders  # lazy: imports TensorFlow Datasets (seconds)
   try:
     if (version_dir / 'dataset_info.json').exists():
       return json.loads((version_dir / builders.SIDECAR).read_text())
@@ -296,7 +296,7 @@ def _folder_builder(path: str, data_dir: Path, strict: bool):
   if not root.is_dir():
     raise DataError(f'{name} is not a directory: give the path of a folder of PNG/JPEG images')
   tf_datasets = tfds()
-  from common.datasets import builders
+  from common.datasets import builders  # lazy: imports TensorFlow Datasets (seconds)
   config_name = builders.folder_config_name(root)
   version_dir = data_dir / builders.LocalImageFolder.name / config_name / str(builders.LocalImageFolder.VERSION)
   fingerprint, files = builders.folder_fingerprint(root)

@@ -12,8 +12,10 @@ import dataclasses
 import operator
 from typing import Any, Sequence
 
+from common.datasets import codec
 from common.datasets import prepare as _prepare
 from common.datasets.errors import DataError
+from common.preprocess import decode_resized
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,10 +87,8 @@ class Source:
     """A stored record -> ``{'image': uint8 HxWxC, 'label': int}``; with ``resize_to`` the image's shorter
     edge is resized to it (``common.preprocess.decode_resized``: JPEGs decoded at reduced scale if ``draft``)."""
     if resize_to is None:
-      from common.datasets import codec
       image = codec.decode(record['image'], self.channels)
     else:
-      from common.preprocess import decode_resized
       image = decode_resized(record['image'], self.channels, resize_to, draft=draft)
     return {'image': image, 'label': int(record['label']) if self.num_classes is not None else -1}
 
