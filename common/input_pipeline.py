@@ -28,6 +28,7 @@ send uint8 batches (4x fewer bytes than float32 through the pipe); the main proc
 """
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import gc
@@ -38,6 +39,7 @@ import os
 import pickle
 import queue
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -288,13 +290,15 @@ def _worker_executable() -> Optional[str]:
   the workers itself."""
   if os.name != 'posix' or not os.path.exists('/bin/sh'):
     return None
-  if not _WRAPPER:
+  if not _WRAPPER or not os.path.exists(_WRAPPER[0]):     # (again if a /tmp cleaner removed it)
+    _WRAPPER.clear()
     directory = tempfile.mkdtemp(prefix='batches-worker-')
     path = os.path.join(directory, 'python')
     with open(path, 'w') as f:
       f.write(f"#!/bin/sh\ntrap '' INT\nexec {shlex.quote(sys.executable)} \"$@\"\n")
     os.chmod(path, 0o755)
     _WRAPPER.append(path)
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)   # one per process, gone at exit
   return _WRAPPER[0]
 
 

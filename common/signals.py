@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import multiprocessing
 import signal
 import threading
 from typing import Optional
@@ -30,7 +31,13 @@ def _handle(signum, frame):
 
 
 def install() -> None:
-  """Handles SIGINT and SIGTERM as described above (main thread only; elsewhere a no-op)."""
+  """Handles SIGINT and SIGTERM as described above (main thread only; elsewhere a no-op). Not in a
+  multiprocessing child: a Grain worker imports the tool's module again (as ``__mp_main__``, with the parent's
+  ``sys.argv`` and before ``multiprocessing.parent_process()`` is set, but already with its own process name)
+  and must keep the SIGINT-ignored disposition it was started with (``common.input_pipeline``); its parent
+  stops it."""
+  if multiprocessing.current_process().name != 'MainProcess' or multiprocessing.parent_process() is not None:
+    return
   try:
     for sig in (signal.SIGINT, signal.SIGTERM):
       signal.signal(sig, _handle)

@@ -185,3 +185,18 @@ def test_ctrl_c_at_any_moment_is_a_clean_stop(when, tmp_path, data_dir):
     assert int(state.step) >= 6
   elif p.returncode == 0:
     assert 'stopped before the first step' in text or 'saved checkpoint' in text, text[-2000:]
+
+
+def test_a_worker_process_keeps_sigint_ignored(tmp_path):
+  """A Ctrl-C during start-up must not reach Grain's workers: a spawned worker re-imports the launch tool (as
+  ``__mp_main__``, which installs the tools' handlers) before multiprocessing marks it a child; its SIGINT must
+  stay ignored (it was seen to raise KeyboardInterrupt in a worker still importing)."""
+  main = tmp_path / 'tool.py'
+  main.write_text(f'import sys\nsys.path.insert(0, {ROOT!r})\nfrom common import signals\nsignals.install()\n')
+  code = (f'import multiprocessing, runpy, signal\n'
+          f'multiprocessing.current_process().name = "Worker-1"\n'      # as spawn's prepare() sets it first
+          f'signal.signal(signal.SIGINT, signal.SIG_IGN)\n'
+          f'runpy.run_path({str(main)!r}, run_name="__mp_main__")\n'
+          f'print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)')
+  r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+  assert r.stdout.strip() == 'True', r.stderr[-2000:]
