@@ -39,6 +39,7 @@ RESOLUTION = {'mlp': 28, 'conv': 64}    # MNIST 28x28; ImageNet crops 64x64
 LOAD_RATIO = 72 / 64                    # appendix C.2: shorter edge 72, random 64x64 crop
 ALEXNET_MIN = 64                        # encoder input at least this large -> AlexNet E, else the DCGAN-mirror E
 WEIGHT_DECAY = 2.5e-5                   # appendix C
+WIDTH = 128                             # appendix C.2: "those used by Radford et al." (the authors' script: 64)
 
 
 def apply(module, params, batch_stats, *args, train: bool):
@@ -90,9 +91,12 @@ class BiGANFamily:
         architecture=arch, resolution=res, z_dim=z_dim or m.z_dim or Z_DIM[arch], encoder_resolution=enc_res,
         encoder=None if encoder == 'mlp' else encoder, augment=augment,
         load_size=d.load_size or (int(round(enc_res * LOAD_RATIO)) if augment else None),
-        bn_scale_bias=m.bn_scale_bias is not False,
+        bn_scale_bias=m.bn_scale_bias is not False, width=m.width or WIDTH,
         weight_decay=m.weight_decay if m.weight_decay is not None else WEIGHT_DECAY,
-        data_range=b.data_range or ('unit' if arch == 'mlp' else 'symmetric'))
+        data_range=b.data_range or ('unit' if arch == 'mlp' else 'symmetric'), layer_bias=bool(m.layer_bias),
+        bn_scale_init=m.bn_scale_init or 'ones', project_bn=m.project_bn or 'unit',
+        lr_decay=m.lr_decay or 'exponential', sample_bn=m.sample_bn or 'running')
+    m = out.model
     if arch == 'conv':
       networks.layer_widths(res, m.width)                 # raises on unsupported sizes
       if encoder == 'dcgan':
@@ -168,41 +172,47 @@ class BiGANFamily:
 
   # -- networks ----------------------------------------------------------------------------------------------
 
+  @property
+  def bn(self) -> networks.BNSpec:
+    m = self.config.model
+    return networks.BNSpec(m.bn_momentum, m.bn_epsilon, m.bn_scale_init)
+
   def generator(self, axis_name=None):
     m, b = self.config.model, self.config.bigan
     if self.architecture == 'mlp':
       return networks.MLPGenerator(resolution=self.resolution, channels=self.channels, hidden=m.hidden,
-                                   bias=b.layer_bias, first_bn=b.g_first_bn, z_hidden=b.z_into_g,
-                                   output='sigmoid' if self.data_range == 'unit' else 'tanh',
+                                   bias=m.layer_bias, first_bn=b.g_first_bn, z_hidden=b.z_into_g,
+                                   output='sigmoid' if self.data_range == 'unit' else 'tanh', bn=self.bn,
                                    axis_name=axis_name, dtype=m.dtype)
     return networks.Generator(resolution=self.resolution, width=m.width, kernel_size=m.kernel_size,
-                              channels=self.channels, bn_scale_bias=m.bn_scale_bias, bias=b.layer_bias,
-                              z_hidden=b.z_into_g, axis_name=axis_name, dtype=m.dtype, upsample_impl=m.upsample_impl)
+                              channels=self.channels, bn_scale_bias=m.bn_scale_bias, bias=m.layer_bias,
+                              z_hidden=b.z_into_g, project_bn=m.project_bn, bn=self.bn, axis_name=axis_name,
+                              dtype=m.dtype, upsample_impl=m.upsample_impl)
 
   def encoder(self, axis_name=None):
     m, b = self.config.model, self.config.bigan
     kind = self.encoder_kind
     if kind == 'mlp':
-      return models.MLPEncoder(z_dim=self.z_dim, hidden=m.hidden, bias=b.layer_bias, axis_name=axis_name,
+      return models.MLPEncoder(z_dim=self.z_dim, hidden=m.hidden, bias=m.layer_bias, bn=self.bn, axis_name=axis_name,
                                dtype=m.dtype)
     if kind == 'alexnet':
-      return models.AlexNetEncoder(z_dim=self.z_dim, pool5=b.alexnet_pool5, bias=b.layer_bias, axis_name=axis_name,
-                                   dtype=m.dtype)
+      return models.AlexNetEncoder(z_dim=self.z_dim, pool5=b.alexnet_pool5, bias=m.layer_bias, bn=self.bn,
+                                   axis_name=axis_name, dtype=m.dtype)
     return models.ConvEncoder(resolution=self.encoder_resolution, width=m.width, kernel_size=m.kernel_size,
-                              z_dim=self.z_dim, bn_scale_bias=m.bn_scale_bias, bias=b.layer_bias,
+                              z_dim=self.z_dim, bn_scale_bias=m.bn_scale_bias, bias=m.layer_bias, bn=self.bn,
                               axis_name=axis_name, dtype=m.dtype)
 
   def discriminator(self, axis_name=None):
     m, b = self.config.model, self.config.bigan
     joint = self.D_KIND == 'joint'
     if self.architecture == 'mlp':
-      return networks.MLPDiscriminator(hidden=m.hidden, joint=joint, z_into=b.z_into_d, bias=b.layer_bias,
-                                       logit_init=b.d_logit_init, axis_name=axis_name, dtype=m.dtype)
+      return networks.MLPDiscriminator(hidden=m.hidden, joint=joint, z_into=b.z_into_d, bias=m.layer_bias,
+                                       logit_init=b.d_logit_init, bn=self.bn, axis_name=axis_name, dtype=m.dtype)
     common = dict(resolution=self.resolution, width=m.width, kernel_size=m.kernel_size,
-                  bn_scale_bias=m.bn_scale_bias, axis_name=axis_name, dtype=m.dtype)
+                  bn_scale_bias=m.bn_scale_bias, bn=self.bn, axis_name=axis_name, dtype=m.dtype)
     if joint:
-      return networks.JointDiscriminator(z_into=b.z_into_d, bias=b.layer_bias, logit_init=b.d_logit_init, **common)
-    return networks.Discriminator(**common)
+      return networks.JointDiscriminator(z_into=b.z_into_d, bias=m.layer_bias, logit_init=b.d_logit_init, **common)
+    return networks.Discriminator(bias=m.layer_bias, **common)
 
   def networks(self, axis_name: Optional[str] = None) -> dict:
     make = {'G': self.generator, 'D': self.discriminator, 'E': self.encoder}
@@ -360,6 +370,13 @@ class BiGANFamily:
     variables = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), x, train=False))
     names = tuple(feats.sown_layers(module, variables, (x,)))
     return names + (('logits', 'z') if net == 'E' else ())
+
+  def recompute_batch_stats(self, state: TrainState, batches, net: Optional[str] = None) -> TrainState:
+    """``state`` with ``net``'s (E or a plain D) batchnorm statistics replaced by their average over ``batches``
+    of real images in [-1, 1]: the authors' "deploy" statistics (1000 training batches before each evaluation)."""
+    net = check_net(self, net)
+    module = self.networks()[net]
+    return feats.recompute_batch_stats(module, state, net, (self._net_input(net, x)[1] for x in batches))
 
   def features(self, state: TrainState, x, net: Optional[str] = None, layer: Optional[str] = None,
                pool: Optional[int] = feats.GRID, y=None):

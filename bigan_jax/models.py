@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from common import layers
-from common.networks import batch_norm, compute_dtype, conv_trunk, flatten, init_normal
+from common.networks import BNSpec, batch_norm, compute_dtype, conv_trunk, flatten, init_normal
 
 
 class MLPEncoder(nn.Module):
@@ -28,6 +28,7 @@ class MLPEncoder(nn.Module):
   z_dim: int = 50
   hidden: int = 1024
   bias: bool = True
+  bn: BNSpec = BNSpec()
   axis_name: Optional[str] = None
   dtype: Any = None
 
@@ -38,7 +39,7 @@ class MLPEncoder(nn.Module):
     h = nn.leaky_relu(h, 0.2)
     self.sow('intermediates', 'fc1_act', h)
     h = nn.Dense(self.hidden, use_bias=False, kernel_init=init_normal, dtype=dt, name='fc2')(h)
-    h = nn.leaky_relu(batch_norm(train, self.axis_name, 'bn2', scale_bias=False, dtype=dt)(h), 0.2)
+    h = nn.leaky_relu(batch_norm(train, self.axis_name, 'bn2', scale_bias=False, dtype=dt, spec=self.bn)(h), 0.2)
     self.sow('intermediates', 'fc2_act', h)
     return nn.Dense(self.z_dim, use_bias=self.bias, kernel_init=init_normal, dtype=dt,
                     name='out')(h).astype(jnp.float32)
@@ -54,6 +55,7 @@ class ConvEncoder(nn.Module):
   z_dim: int = 200
   bn_scale_bias: bool = True
   bias: bool = True
+  bn: BNSpec = BNSpec()
   axis_name: Optional[str] = None
   dtype: Any = None
   downsample_impl: str = 'auto'
@@ -62,7 +64,8 @@ class ConvEncoder(nn.Module):
   def __call__(self, x, *, train: bool = True):
     dt = compute_dtype(self.dtype)
     h = conv_trunk(self, x, resolution=self.resolution, width=self.width, kernel_size=self.kernel_size,
-                   bias=self.bias, bn_scale_bias=self.bn_scale_bias, train=train, dtype=dt, impl=self.downsample_impl)
+                   bias=self.bias, bn_scale_bias=self.bn_scale_bias, train=train, dtype=dt, impl=self.downsample_impl,
+                   bn=self.bn)
     return nn.Dense(self.z_dim, use_bias=self.bias, kernel_init=init_normal, dtype=dt,
                     name='out')(flatten(h)).astype(jnp.float32)
 
@@ -90,6 +93,7 @@ class AlexNetEncoder(nn.Module):
   z_dim: int = 200
   pool5: bool = False
   bias: bool = True
+  bn: BNSpec = BNSpec()
   groups: int = 2
   channel_scale: float = 1.0    # < 1 for tiny test networks
   conv_impl: str = 'auto'       # layers.grouped_conv / max_pool: CPU-fast forms of the same function, or 'xla'
@@ -104,7 +108,7 @@ class AlexNetEncoder(nn.Module):
       c = max(int(c * self.channel_scale) // 2 * 2, 2)
       h = layers.GroupedConv(c, k, strides=s, groups=g if self.groups > 1 else 1, kernel_init=init_normal,
                              dtype=dt, impl=self.conv_impl, name=name)(h)
-      h = nn.leaky_relu(batch_norm(train, self.axis_name, f'bn{i}', True, dt)(h), 0.2)
+      h = nn.leaky_relu(batch_norm(train, self.axis_name, f'bn{i}', True, dt, self.bn)(h), 0.2)
       self.sow('intermediates', f'{name}_act', h)
       if pool and (i < 5 or self.pool5):
         h = layers.max_pool(h, 3, 2, impl=self.conv_impl)

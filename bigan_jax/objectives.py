@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from common.config import Config
+from common import gan
 from common.gan import bce
 
 
@@ -55,11 +56,10 @@ def decay_mask(params):
 
 
 def lr_schedule(config: Config):
-  """lr for the first half of the run's steps, then exponential decay reaching ``lr_final`` at the end."""
-  steps, lr, final = config.loop.steps, config.model.lr, config.bigan.lr_final
-  half = steps // 2
-  return optax.exponential_decay(lr, transition_steps=max(steps - half, 1), decay_rate=final / lr,
-                                 transition_begin=half, end_value=final)
+  """lr for the first half of the run's steps, then exponential decay reaching ``lr_final`` at the end
+  (``--lr_decay``, default 'exponential')."""
+  m = config.model
+  return gan.lr_schedule(m.lr, config.loop.steps, m.lr_decay or 'exponential', config.bigan.lr_final)
 
 
 def optimizer(config: Config) -> optax.GradientTransformation:

@@ -51,8 +51,8 @@ class ModelConfig(_Section):
                                        "(default: 64; 28 for the permutation-invariant BiGAN)", min=4, max=1024,
                                  identity=True)
   z_dim: Optional[int] = _f(None, 'latent size (DCGAN 100; BiGAN 50 for MLP, 200 for conv)', min=1, identity=True)
-  width: int = _f(128, "channels of G's last hidden layer and D's first; doubling toward 4x4 (paper 128)", min=1,
-                  identity=True)
+  width: Optional[int] = _f(None, "channels of G's last hidden layer and D's first; doubling toward 4x4 (default "
+                                   "128, the paper; cdcgan's MNIST network: 64)", min=1, identity=True)
   kernel_size: int = _f(5, 'convolution kernel size (paper 5; PyTorch example 4)', min=2, max=15, identity=True)
   bn_scale_bias: Optional[bool] = _f(None, 'batchnorm with learned scale and bias (default: true; false for '
                                             "cdcgan, the paper's conditional MNIST model)", identity=True)
@@ -66,8 +66,39 @@ class ModelConfig(_Section):
   beta2: float = _f(0.999, 'Adam beta2', min=0.0, max=0.999999)
   hidden: int = _f(1024, 'MLP networks (BiGAN MLPs, mlp_gan): units in each of the two hidden layers (paper 1024)',
                    min=1, identity=True)
-  weight_decay: Optional[float] = _f(None, 'L2 weight decay added to the gradient (BiGAN: 2.5e-5 on multiplicative '
-                                           'weights only; DCGAN: 0)', min=0.0)
+  weight_decay: Optional[float] = _f(None, "L2 weight decay added to the gradient (BiGAN: 2.5e-5 on multiplicative "
+                                           "weights only, the paper; DCGAN: 1e-5 on every parameter, the authors' "
+                                           "code; cdcgan: 2.5e-5)", min=0.0)
+  variant: Optional[str] = _f(None, "the model's network variant: dcgan: paper (section 3, default) or imagenet32 "
+                                    "(the authors' 32x32 ImageNet model, 3x3 kernels, the CIFAR-10 probe's D); "
+                                    "cdcgan: mnist (the authors' conditional MNIST network at 28x28; default unless another "
+                                    '--resolution is given) or paper '
+                                    '(the conv DCGAN with one-hot labels)', choices=('paper', 'imagenet32', 'mnist'),
+                              identity=True)
+  layer_bias: Optional[bool] = _f(None, "biases on layers not followed by batchnorm (default false: the authors' "
+                                        'layers have none)', identity=True)
+  bn_scale_init: Optional[str] = _f(None, "batchnorm scale init: normal (N(1, 0.02), the DCGAN authors' gain_ifn; "
+                                          "DCGAN default) or ones (BiGAN default, its authors' code)",
+                                    choices=('normal', 'ones'), identity=True)
+  bn_momentum: float = _f(0.9, 'batchnorm running averages: new = momentum * old + (1 - momentum) * batch '
+                               "(PyTorch's momentum=0.1 is 0.9 here; the authors keep none)", min=0.0, max=0.9999)
+  bn_epsilon: float = _f(1e-5, "batchnorm epsilon (the authors' code: 1e-8; kept at 1e-5, see docs/fidelity.md)",
+                         above=0.0, max=1.0)
+  project_bn: Optional[str] = _f(None, "batchnorm of the conv G's projection: unit (statistics per unit of the "
+                                       "flat 4x4xC vector, the authors' code; default) or channel (per channel "
+                                       'over the 4x4 map)', choices=('unit', 'channel'), identity=True)
+  z_prior: str = _f('uniform', "z's distribution: uniform (U(-1, 1), the papers) or normal (N(0, 1), PyTorch's "
+                               'example)', choices=('uniform', 'normal'), identity=True)
+  lr_decay: Optional[str] = _f(None, 'learning-rate schedule: none (DCGAN), linear (to 0 over the second half: '
+                                     "the authors' conditional MNIST script) or exponential (to --lr_final from "
+                                     'halfway: BiGAN appendix C)', choices=('none', 'linear', 'exponential'))
+  update_order: Optional[str] = _f(None, "DCGAN's updates: alternate (the authors' code: G with fresh z, then D on "
+                                         "the real batch with new z; default) or joint (D then G on D's fake batch, "
+                                         "PyTorch's example); BiGAN is always simultaneous (appendix B)",
+                                   choices=('alternate', 'joint'))
+  sample_bn: Optional[str] = _f(None, "batchnorm statistics when sampling: batch (this batch's, the DCGAN authors' "
+                                      "code; DCGAN default) or running (running averages; BiGAN default)",
+                                choices=('batch', 'running'))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +131,6 @@ class BiGANConfig(_Section):
                                'the paper: second layer only)', identity=True)
   d_logit_init: str = _f('normal', "D's logit weights: normal (N(0, 0.02), the paper) or zero (authors' code)",
                          choices=('normal', 'zero'), identity=True)
-  layer_bias: bool = _f(False, "biases on linear/conv layers not followed by batchnorm (the authors' layers have "
-                               'none)', identity=True)
   alexnet_pool5: bool = _f(False, "AlexNet E: max-pool conv5 before the map to z (authors' code: no pool5)",
                            identity=True)
   jlr_weight: float = _f(0.25, "joint latent regressor: weight of the latent regression loss in G's and E's "
@@ -278,22 +307,48 @@ class Config:
     return {flag: getattr(getattr(self, f.section), f.name) for flag, f in FIELDS.items()}
 
   def to_dict(self) -> dict[str, dict]:
-    return dataclasses.asdict(self)
+    return {**dataclasses.asdict(self), 'version': VERSION}
 
   @classmethod
   def from_dict(cls, d: dict) -> 'Config':
-    """Inverse of ``to_dict``; also reads the flat {flag: value} files older versions saved. Unknown keys
-    (flags of a newer or older version) are ignored."""
+    """Inverse of ``to_dict``; also reads what older versions saved (the flat {flag: value} files of version 1),
+    filling the flags added since with the values that version ran with (``LEGACY``), so an old checkpoint
+    loads and resumes as it was trained. Unknown keys are ignored."""
     if any(isinstance(v, dict) for v in d.values()):
       flags = {}
       for s, values in d.items():
-        for name, v in (values or {}).items():
+        if not isinstance(values, dict):
+          continue
+        for name, v in values.items():
           f = next((f for f in FIELDS.values() if f.section == s and f.name == name), None)
           if f is not None:
             flags[f.flag] = v
+        if s == 'bigan' and 'layer_bias' in values:      # moved to the model section in version 2
+          flags.setdefault('layer_bias', values['layer_bias'])
     else:
       flags = {k: v for k, v in d.items() if k in FIELDS}
+      flags = {**_legacy(flags), **flags}
+      if d.get('model') in DCGAN_FAMILY:      # version 1 saved BiGAN's layer_bias for every model
+        flags.update(layer_bias=True, weight_decay=0.0)
     return cls.make(**flags)
+
+
+VERSION = 2
+DCGAN_FAMILY = ('dcgan', 'cdcgan', 'mlp_gan')
+# What version 1 (flat config files) did, for flags added since.
+LEGACY = {
+    'dcgan': dict(variant='paper', bn_scale_init='ones', project_bn='channel', update_order='joint',
+                  sample_bn='running', lr_decay='none'),
+    'bigan': dict(project_bn='channel', bn_scale_init='ones', sample_bn='running', lr_decay='exponential',
+                  # before the BiGAN networks followed the authors' code
+                  z_into_d='every_layer', z_into_g=False, encoder_output='linear', data_range='symmetric',
+                  layer_bias=True, alexnet_pool5=True, jlr_weight=0.0, d_logit_init='normal', g_first_bn=False),
+}
+
+
+def _legacy(flags: dict) -> dict:
+  family = 'dcgan' if flags.get('model', 'dcgan') in DCGAN_FAMILY else 'bigan'
+  return dict(LEGACY[family])
 
 
 def identity_diff(saved: Config, current: Config) -> list[str]:

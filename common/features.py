@@ -91,3 +91,27 @@ def sown_layers(module, variables, args: tuple) -> dict:
   _, inter = jax.eval_shape(lambda v, a: module.apply(v, *a, train=False, mutable=['intermediates']),
                             variables, args)
   return {k: tuple(v.shape) for k, v in flat_intermediates(inter).items()}
+
+
+def recompute_batch_stats(module, state, net: str, inputs, max_batches: int = 1000):
+  """``state`` with ``net``'s batchnorm running statistics replaced by the average of each batch's statistics
+  over ``inputs`` (an iterable of input batches, at most ``max_batches``): the authors' inference statistics
+  (DCGAN's ``infer_bnorm_stats``, BiGAN's 1000 "deploy" batches) instead of running averages. ``module`` must
+  take a ``bn`` (``common.networks.BNSpec``) field: it runs with momentum 0, so each call returns exactly its
+  batch's statistics."""
+  import dataclasses
+  if not state.batch_stats.get(net):
+    return state
+  probe = module.clone(bn=dataclasses.replace(module.bn, momentum=0.0))
+  apply = jax.jit(lambda v, x: probe.apply(v, x, train=True, mutable=['batch_stats'])[1]['batch_stats'])
+  total, n = None, 0
+  for x in inputs:
+    stats = apply(state.variables(net), jnp.asarray(x))
+    total = stats if total is None else jax.tree_util.tree_map(jnp.add, total, stats)
+    n += 1
+    if n >= max_batches:
+      break
+  if not n:
+    raise ValueError('recompute_batch_stats: no input batches')
+  mean = jax.tree_util.tree_map(lambda t: t / n, total)
+  return state.replace(batch_stats={**state.batch_stats, net: mean})

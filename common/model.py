@@ -12,7 +12,7 @@ defines a small one in the test file and runs it through train, resume, sample a
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Optional, Protocol, Sequence
+from typing import Any, Iterable, Mapping, Optional, Protocol, Sequence
 
 import jax
 from flax import linen as nn
@@ -67,13 +67,15 @@ class Model(Protocol):
   def data_options(self, eval: bool = False) -> dict:  # pylint: disable=redefined-builtin
     """The input pipeline's preprocessing: resolution, load_size, crop, flip (``eval``: no augmentation)."""
 
-  def sample(self, state: TrainState, key: jax.Array, n: int, y=None, use_running_average: bool = True):
-    """n images in [-1, 1], NHWC, from z drawn from the prior (labels cycle over classes when conditional)."""
+  def sample(self, state: TrainState, key: jax.Array, n: int, y=None, use_running_average: Optional[bool] = None):
+    """n images in [-1, 1], NHWC, from z drawn from the prior (labels cycle over classes when conditional);
+    batchnorm statistics as ``generate``."""
 
   def generate(self, state: TrainState, z, y=None, drop: Optional[Mapping[str, Any]] = None,
-               use_running_average: bool = True, axis_name: Optional[str] = None):
+               use_running_average: Optional[bool] = None, axis_name: Optional[str] = None):
     """G(z) in [-1, 1]. ``drop`` zeroes G's feature maps per layer (models whose G has none raise ValueError);
-    ``use_running_average=False`` uses this batch's batchnorm statistics (synced over ``axis_name``)."""
+    ``use_running_average``: True uses batchnorm's running averages, False this batch's statistics (synced over
+    ``axis_name``), None the run's ``--sample_bn``."""
 
   def features(self, state: TrainState, x, net: Optional[str] = None, layer: Optional[str] = None,
                pool: Optional[int] = None, y=None):
@@ -86,6 +88,10 @@ class Model(Protocol):
 
   def default_feature_layer(self, net: Optional[str] = None) -> str:
     """The layer(s) ``features`` uses by default for ``net`` (comma-separated)."""
+
+  def recompute_batch_stats(self, state: TrainState, batches: Iterable, net: Optional[str] = None) -> TrainState:
+    """``state`` with feature net ``net``'s batchnorm statistics averaged over ``batches`` of real images in
+    [-1, 1] (the authors' inference statistics for features); nets without batchnorm return ``state``."""
 
   def encode(self, state: TrainState, x):
     """E(x) for images in [-1, 1] (models without an encoder raise ValueError)."""

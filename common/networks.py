@@ -28,6 +28,7 @@ feature maps to drop per layer (DCGAN's "forgetting to draw" experiment).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable, Mapping, Optional
 
@@ -76,10 +77,28 @@ def compute_dtype(dtype):
   return None if dtype in (None, 'float32') else jnp.dtype(dtype)
 
 
-def batch_norm(train: bool, axis_name: Optional[str], name: str, scale_bias: bool = True, dtype=None):
-  """The project's batchnorm: running averages with momentum 0.9 (PyTorch's 0.1), epsilon 1e-5."""
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, axis_name=axis_name,
-                      use_scale=scale_bias, use_bias=scale_bias, dtype=dtype, name=name)
+@dataclasses.dataclass(frozen=True)
+class BNSpec:
+  """How every batchnorm of a network is set up (``--bn_momentum``, ``--bn_epsilon``, ``--bn_scale_init``)."""
+  momentum: float = 0.9          # running = momentum * running + (1 - momentum) * batch (PyTorch's 0.1)
+  epsilon: float = 1e-5
+  scale_init: str = 'ones'       # or 'normal': N(1, 0.02), the DCGAN authors' gain_ifn
+
+
+def _scale_init(kind: str):
+  if kind == 'ones':
+    return nn.initializers.ones
+  if kind == 'normal':
+    return lambda key, shape, dtype=jnp.float32: 1.0 + STD * jax.random.normal(key, shape, dtype)
+  raise ValueError(f'unknown --bn_scale_init={kind!r}: use ones or normal')
+
+
+def batch_norm(train: bool, axis_name: Optional[str], name: str, scale_bias: bool = True, dtype=None,
+               spec: BNSpec = BNSpec()):
+  """The project's batchnorm (``spec``: momentum, epsilon, scale init)."""
+  return nn.BatchNorm(use_running_average=not train, momentum=spec.momentum, epsilon=spec.epsilon,
+                      axis_name=axis_name, use_scale=scale_bias, use_bias=scale_bias, dtype=dtype, name=name,
+                      scale_init=_scale_init(spec.scale_init))
 
 
 def flatten(x):
@@ -106,6 +125,8 @@ class Generator(nn.Module):
   bn_scale_bias: bool = True    # False: batchnorm without scale and bias (conditional MNIST model)
   bias: bool = True             # the output layer's bias (the authors' layers have none)
   z_hidden: bool = False        # BiGAN (authors' code): z re-enters every hidden deconv, before batchnorm
+  project_bn: str = 'channel'   # 'unit': the projection's batchnorm per unit of the flat vector (authors' code)
+  bn: BNSpec = BNSpec()
   axis_name: Optional[str] = None
   dtype: Any = None
   upsample_impl: str = 'auto'
@@ -127,12 +148,19 @@ class Generator(nn.Module):
       return h
 
     def bn(name):
-      return batch_norm(train, self.axis_name, name, self.bn_scale_bias, dt)
+      return batch_norm(train, self.axis_name, name, self.bn_scale_bias, dt, self.bn)
 
-    # Project and reshape: the one matrix multiply the paper allows, then 4x4xC.
+    # Project and reshape: the one matrix multiply the paper allows, then 4x4xC (batchnorm over the flat
+    # vector's units, as the authors' code, or per channel of the map).
+    if self.project_bn not in ('unit', 'channel'):
+      raise ValueError(f'unknown --project_bn={self.project_bn!r}: use unit or channel')
     h = nn.Dense(4 * 4 * widths[0], use_bias=False, kernel_init=init_normal, dtype=dt, name='project')(h)
+    if self.project_bn == 'unit':
+      h = bn('project_bn')(h)
     h = h.reshape(h.shape[0], 4, 4, widths[0])
-    h = record('project', nn.relu(bn('project_bn')(h)))
+    if self.project_bn == 'channel':
+      h = bn('project_bn')(h)
+    h = record('project', nn.relu(h))
     # Fractionally-strided convolutions; batchnorm + ReLU on all but the output layer.
     for i, c in enumerate(widths[1:] + [self.channels], start=1):
       out = i == len(widths)
@@ -148,7 +176,7 @@ class Generator(nn.Module):
 
 def conv_trunk(module: nn.Module, h, *, resolution: int, width: int, kernel_size: int, bias: bool,
                bn_scale_bias: bool, train: bool, dtype, impl: str,
-               pre_bn: Optional[Callable] = None, post_bn: Optional[Callable] = None):
+               pre_bn: Optional[Callable] = None, post_bn: Optional[Callable] = None, bn: BNSpec = BNSpec()):
   """DCGAN's discriminator trunk inside ``module``'s compact method: stride-2 convs (bias on the first only,
   when ``bias``), batchnorm on all but the first, LeakyReLU(0.2), each activation sown as 'conv<i>_act'.
   ``pre_bn(i, c, h)`` / ``post_bn(i, c, h)`` return h with a term added before / after layer i's batchnorm
@@ -159,7 +187,7 @@ def conv_trunk(module: nn.Module, h, *, resolution: int, width: int, kernel_size
     if pre_bn is not None:
       h = pre_bn(i, c, h)
     if i > 1:
-      h = batch_norm(train, module.axis_name, f'bn{i}', bn_scale_bias, dtype)(h)
+      h = batch_norm(train, module.axis_name, f'bn{i}', bn_scale_bias, dtype, bn)(h)
     if post_bn is not None:
       h = post_bn(i, c, h)
     h = nn.leaky_relu(h, 0.2)
@@ -175,6 +203,7 @@ class Discriminator(nn.Module):
   num_classes: int = 0          # > 0: conditional D, one-hot label as extra input channels and logit input
   bn_scale_bias: bool = True
   bias: bool = True             # conv1's and the logit's biases (the authors' layers have none)
+  bn: BNSpec = BNSpec()
   axis_name: Optional[str] = None
   dtype: Any = None
   downsample_impl: str = 'auto'
@@ -188,7 +217,8 @@ class Discriminator(nn.Module):
       onehot = jax.nn.one_hot(y, self.num_classes, dtype=x.dtype)
       h = jnp.concatenate([h, jnp.broadcast_to(onehot[:, None, None, :], h.shape[:3] + (self.num_classes,))], -1)
     h = conv_trunk(self, h, resolution=self.resolution, width=self.width, kernel_size=self.kernel_size,
-                   bias=self.bias, bn_scale_bias=self.bn_scale_bias, train=train, dtype=dt, impl=self.downsample_impl)
+                   bias=self.bias, bn_scale_bias=self.bn_scale_bias, train=train, dtype=dt, impl=self.downsample_impl,
+                   bn=self.bn)
     # The last convolution, flattened, straight into one output.
     h = flatten(h)
     if self.num_classes:
@@ -208,6 +238,7 @@ class JointDiscriminator(nn.Module):
   z_into: str = 'after_first'
   bias: bool = True
   logit_init: str = 'normal'
+  bn: BNSpec = BNSpec()
   axis_name: Optional[str] = None
   dtype: Any = None
   downsample_impl: str = 'auto'
@@ -228,7 +259,7 @@ class JointDiscriminator(nn.Module):
     before = (lambda i, c, h: z_term(i, c, h) if i > 1 else h) if not every else None
     h = conv_trunk(self, x, resolution=self.resolution, width=self.width, kernel_size=k, bias=self.bias,
                    bn_scale_bias=self.bn_scale_bias, train=train, dtype=dt, impl=self.downsample_impl,
-                   pre_bn=before, post_bn=z_term if every else None)
+                   pre_bn=before, post_bn=z_term if every else None, bn=self.bn)
     logit = nn.Dense(1, use_bias=self.bias, kernel_init=logit_init(self.logit_init), dtype=dt, name='logit')(
         flatten(h))
     if every:
@@ -256,6 +287,7 @@ class MLPGenerator(nn.Module):
   first_bn: bool = False
   z_hidden: bool = False
   output: str = 'tanh'
+  bn: BNSpec = BNSpec()
   axis_name: Optional[str] = None
   dtype: Any = None
 
@@ -265,13 +297,13 @@ class MLPGenerator(nn.Module):
     h = nn.Dense(self.hidden, use_bias=self.bias and not self.first_bn, kernel_init=init_normal, dtype=dt,
                  name='fc1')(z)
     if self.first_bn:
-      h = batch_norm(train, self.axis_name, 'bn1', scale_bias=False, dtype=dt)(h)
+      h = batch_norm(train, self.axis_name, 'bn1', scale_bias=False, dtype=dt, spec=self.bn)(h)
     h = nn.relu(h)
     self.sow('intermediates', 'fc1_act', h)
     h = nn.Dense(self.hidden, use_bias=False, kernel_init=init_normal, dtype=dt, name='fc2')(h)
     if self.z_hidden:
       h = h + nn.Dense(self.hidden, use_bias=False, kernel_init=z_init(1), dtype=dt, name='fc2_z')(z)
-    h = nn.relu(batch_norm(train, self.axis_name, 'bn2', scale_bias=False, dtype=dt)(h))
+    h = nn.relu(batch_norm(train, self.axis_name, 'bn2', scale_bias=False, dtype=dt, spec=self.bn)(h))
     self.sow('intermediates', 'fc2_act', h)
     x = nn.Dense(self.resolution * self.resolution * self.channels, use_bias=self.bias, kernel_init=init_normal,
                  dtype=dt, name='out')(h)
@@ -291,6 +323,7 @@ class MLPDiscriminator(nn.Module):
   z_into: str = 'after_first'
   bias: bool = True
   logit_init: str = 'normal'
+  bn: BNSpec = BNSpec()
   axis_name: Optional[str] = None
   dtype: Any = None
 
@@ -312,7 +345,7 @@ class MLPDiscriminator(nn.Module):
     h = nn.Dense(self.hidden, use_bias=False, kernel_init=init_normal, dtype=dt, name='fc2')(h)
     if self.joint and not every:
       h = h + z_term(self.hidden, 'fc2_z')
-    h = batch_norm(train, self.axis_name, 'bn2', scale_bias=False, dtype=dt)(h)
+    h = batch_norm(train, self.axis_name, 'bn2', scale_bias=False, dtype=dt, spec=self.bn)(h)
     if every:
       h = h + z_term(self.hidden, 'fc2_z')
     h = nn.leaky_relu(h, 0.2)

@@ -28,7 +28,8 @@ _TABLE: dict[str, Entry] = {
     'dcgan': Entry('dcgan_jax.dcgan:DCGAN.create',
                    'DCGAN (Radford et al., section 3): conv G and D, the main model'),
     'cdcgan': Entry('dcgan_jax.dcgan:DCGAN.create_conditional',
-                    'label-conditioned DCGAN with parameter-free batchnorm (DCGAN supplementary 8.1)'),
+                    "label-conditioned DCGAN: the authors' conditional MNIST network (default) or section 3's conv "
+                    'nets (DCGAN supplementary 8.1)'),
     'mlp_gan': Entry('dcgan_jax.mlp_gan:MLPGAN.create',
                      'conditional permutation-invariant MLP GAN (DCGAN Table 3 baseline)'),
     'bigan': Entry('bigan_jax.bigan:BiGAN.create',

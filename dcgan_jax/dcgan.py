@@ -1,9 +1,19 @@
 """The DCGAN model (Radford et al., 2016): its networks, state, pure per-device train step and trained-model API.
 
-One step is the paper's recipe (and PyTorch's examples/dcgan): one Adam update of D on a real and a fake batch,
-then one Adam update of G with the non-saturating loss -log D(G(z)) against the updated D. G runs forward once;
-its VJP is reused for G's update, so the step does one G forward and one G backward. ``--model=cdcgan`` is the
-label-conditioned model (one-hot y into G and D; parameter-free batchnorm by default).
+Where the paper is silent its authors' code (Newmu/dcgan_code) decides (docs/fidelity.md):
+
+- the update order (``--update_order``): 'alternate', the authors' loop, updates G (non-saturating loss
+  -log D(G(z)) on a fresh z) and then D (real batch, another fresh z) within a step, so the sequence of updates
+  is theirs (G, D, G, D, ...); 'joint' (PyTorch's examples/dcgan, this project before) updates D first and then
+  G against the updated D on D's own fake batch, reusing G's forward pass (one G forward and backward per step);
+- L2 weight decay 1e-5 on every parameter (2.5e-5 for the conditional MNIST model), no biases, batchnorm scale
+  initialised from N(1, 0.02), the projection's batchnorm per unit, and samples drawn with the batch's own
+  batchnorm statistics (the authors' code keeps no running averages).
+
+``--model=cdcgan`` is the label-conditioned model: by default the authors' conditional MNIST network
+(``--variant=mnist``: y into every layer, 28x28, images in [0, 1], the learning rate decayed linearly to 0 over
+the second half); ``--variant=paper`` conditions section 3's conv networks instead. ``--variant=imagenet32`` is
+the authors' 32x32 ImageNet model, whose D the paper probes on CIFAR-10.
 """
 from __future__ import annotations
 
@@ -18,13 +28,17 @@ import optax
 from common import features as feats
 from common import parallel
 from common.config import Config
-from common.gan import bce, sample_z
+from common.gan import bce, lr_schedule, sample_prior
 from common.model import DataFacts, check_net, no_encoder
-from common.networks import Discriminator, Generator, layer_widths
+from common.networks import BNSpec, Discriminator, Generator, layer_widths
 from common.state import TrainState
+from dcgan_jax import models
 
 Z_DIM = 100       # paper: z ~ U(-1, 1)^100
 RESOLUTION = 64   # paper: 64x64 (Figure 1)
+WIDTH = 128       # paper: 4x4x1024 at 64x64
+# Per variant: (resolution, z_dim, width) the network is made for (None: any).
+VARIANTS = {'paper': (None, Z_DIM, WIDTH), 'imagenet32': (32, 256, 128), 'mnist': (28, Z_DIM, 64)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +55,7 @@ class DCGAN:
 
   @classmethod
   def create(cls, config: Config, facts: DataFacts) -> 'DCGAN':
-    """``--model=dcgan``: the paper's defaults filled into ``config``."""
+    """``--model=dcgan``: the paper's (and its authors') defaults filled into ``config``."""
     return cls(cls.resolve(config, conditional=False), channels=facts.channels)
 
   @classmethod
@@ -52,18 +66,34 @@ class DCGAN:
     return cls(cls.resolve(config, conditional=True), channels=facts.channels, num_classes=facts.num_classes)
 
   @classmethod
-  def resolve(cls, config: Config, conditional: bool, resolution: int = RESOLUTION) -> Config:
+  def resolve(cls, config: Config, conditional: bool, resolution: int = RESOLUTION,
+              default_variant: Optional[str] = None) -> Config:
     m = config.model
-    resolved = config.replace(resolution=m.resolution or resolution, z_dim=m.z_dim or Z_DIM,
-                              bn_scale_bias=m.bn_scale_bias if m.bn_scale_bias is not None else not conditional,
-                              weight_decay=m.weight_decay if m.weight_decay is not None else 0.0)
+    # cdcgan: the authors' MNIST network unless another size is asked for (then section 3's conv networks).
+    variant = m.variant or default_variant or (
+        'mnist' if conditional and m.resolution in (None, VARIANTS['mnist'][0]) else 'paper')
+    allowed = ('mnist', 'paper') if conditional else ('paper', 'imagenet32')
+    if variant not in allowed:
+      raise ValueError(f'--variant={variant} is not a --model={m.name} network: use {" or ".join(allowed)}')
+    v_res, v_z, v_width = VARIANTS[variant]
+    if v_res and m.resolution not in (None, v_res):
+      raise ValueError(f'--variant={variant} makes {v_res}x{v_res} images: leave out --resolution={m.resolution}')
+    mnist = variant == 'mnist'
+    resolved = config.replace(
+        variant=variant, resolution=v_res or m.resolution or resolution, z_dim=m.z_dim or v_z,
+        width=m.width or v_width, bn_scale_bias=m.bn_scale_bias if m.bn_scale_bias is not None else not conditional,
+        weight_decay=m.weight_decay if m.weight_decay is not None else (2.5e-5 if conditional else 1e-5),
+        layer_bias=bool(m.layer_bias), bn_scale_init=m.bn_scale_init or 'normal', project_bn=m.project_bn or 'unit',
+        update_order=m.update_order or 'alternate', sample_bn=m.sample_bn or 'batch',
+        lr_decay=m.lr_decay or ('linear' if mnist else 'none'))
     cls.check(resolved)
     return resolved
 
   @classmethod
   def check(cls, config: Config) -> None:
     """Raises ValueError on settings the networks cannot take (before anything is written)."""
-    layer_widths(config.model.resolution, config.model.width)
+    if config.model.variant == 'paper':
+      layer_widths(config.model.resolution, config.model.width)
 
   # -- the interface ---------------------------------------------------------------------------------------
 
@@ -91,19 +121,47 @@ class DCGAN:
     """The paper's preprocessing: min-resize, center crop, scale to [-1, 1], no augmentation."""
     return dict(resolution=self.resolution, load_size=self.config.data.load_size, crop='center', flip=False)
 
+  @property
+  def data_range(self) -> str:
+    """'unit' ([0, 1], sigmoid G: the authors' MNIST network) or 'symmetric' ([-1, 1], tanh)."""
+    return 'unit' if self.config.model.variant == 'mnist' else 'symmetric'
+
+  def to_model(self, x):
+    return (x + 1.0) * 0.5 if self.data_range == 'unit' else x
+
+  def from_model(self, x):
+    return 2.0 * x - 1.0 if self.data_range == 'unit' else x
+
   def networks(self, axis_name: Optional[str] = None) -> dict:
     m = self.config.model
+    bn = BNSpec(m.bn_momentum, m.bn_epsilon, m.bn_scale_init)
+    if m.variant == 'mnist':
+      common = dict(num_classes=self.num_classes, hidden=m.hidden, width=m.width, bn=bn, axis_name=axis_name,
+                    dtype=m.dtype)
+      return {'G': models.CondMNISTGenerator(channels=self.channels, upsample_impl=m.upsample_impl, **common),
+              'D': models.CondMNISTDiscriminator(**common)}
+    if m.variant == 'imagenet32':
+      common = dict(width=m.width, bn_scale_bias=m.bn_scale_bias, bias=m.layer_bias, bn=bn, axis_name=axis_name,
+                    dtype=m.dtype)
+      return {'G': models.ImageNet32Generator(channels=self.channels, upsample_impl=m.upsample_impl, **common),
+              'D': models.ImageNet32Discriminator(**common)}
     common = dict(resolution=self.resolution, width=m.width, kernel_size=m.kernel_size, num_classes=self.num_classes,
-                  bn_scale_bias=m.bn_scale_bias, axis_name=axis_name, dtype=m.dtype)
-    return {'G': Generator(channels=self.channels, upsample_impl=m.upsample_impl, **common),
+                  bn_scale_bias=m.bn_scale_bias, bias=m.layer_bias, bn=bn, axis_name=axis_name, dtype=m.dtype)
+    return {'G': Generator(channels=self.channels, upsample_impl=m.upsample_impl, project_bn=m.project_bn, **common),
             'D': Discriminator(**common)}
 
   def optimizers(self):
+    """Adam (the paper: 2e-4, beta1 0.5) after L2 weight decay added to the gradient of every parameter (the
+    authors' ``Regularizer(l2=...)``), with ``--lr_decay``'s schedule."""
     m = self.config.model
-    tx = optax.adam(m.lr, b1=m.beta1, b2=m.beta2)
+    lr = m.lr if m.lr_decay == 'none' else lr_schedule(m.lr, self.config.loop.steps, m.lr_decay)
+    tx = optax.adam(lr, b1=m.beta1, b2=m.beta2)
     if m.weight_decay:
       tx = optax.chain(optax.add_decayed_weights(m.weight_decay), tx)
     return {'G': tx, 'D': tx}
+
+  def _z(self, key, n: int):
+    return sample_prior(key, n, self.z_dim, self.config.model.z_prior)
 
   # -- state -----------------------------------------------------------------------------------------------
 
@@ -128,48 +186,69 @@ class DCGAN:
     nets = self.networks(parallel.AXIS)
     G, D = nets['G'], nets['D']
     txs = self.optimizers()
-    real, labels = batch['image'], batch.get('label')
+    real, labels = self.to_model(batch['image']), batch.get('label')
     b = real.shape[0]
     n = b * parallel.num_shards()
-    kz, ky = jax.random.split(jax.random.fold_in(state.key, state.step))
+    key = jax.random.fold_in(state.key, state.step)
+    kz, ky = jax.random.split(key)
     # z (and fake labels) drawn for the global batch and sliced: the same step on any device count.
-    z = parallel.shard_slice(sample_z(kz, n, self.z_dim), b)
+    z = parallel.shard_slice(self._z(kz, n), b)
     y_fake = parallel.shard_slice(jax.random.randint(ky, (n,), 0, max(self.num_classes, 1)), b)
 
-    def g_forward(pg):
-      fake, upd = G.apply({'params': pg, 'batch_stats': state.batch_stats['G']}, z, y_fake, train=True,
-                          mutable=['batch_stats'])
+    def g_forward(pg, bs, z, y):
+      fake, upd = G.apply({'params': pg, 'batch_stats': bs}, z, y, train=True, mutable=['batch_stats'])
       return fake, upd['batch_stats']
-
-    fake, g_vjp, bs_g = jax.vjp(g_forward, state.params['G'], has_aux=True)
 
     def d_apply(pd, bs, x, y):
       logits, upd = D.apply({'params': pd, 'batch_stats': bs}, x, y, train=True, mutable=['batch_stats'])
       return logits, upd['batch_stats']
 
-    # D: maximise log D(x) + log(1 - D(G(z))), real and fake as separate batches (as the paper's code).
-    def d_loss_fn(pd):
-      logits_real, bs = d_apply(pd, state.batch_stats['D'], real, labels)
-      logits_fake, bs = d_apply(pd, bs, jax.lax.stop_gradient(fake), y_fake)
-      loss = bce(logits_real, 1.0) + bce(logits_fake, 0.0)
-      return loss, (bs, logits_real, logits_fake)
+    def d_update(params_d, bs_d, fake, y_fake):
+      """D: maximise log D(x) + log(1 - D(G(z))), real and fake as separate batches (as the paper's code)."""
+      def d_loss_fn(pd):
+        logits_real, bs = d_apply(pd, bs_d, real, labels)
+        logits_fake, bs = d_apply(pd, bs, jax.lax.stop_gradient(fake), y_fake)
+        return bce(logits_real, 1.0) + bce(logits_fake, 0.0), (bs, logits_real, logits_fake)
 
-    (d_loss, (bs_d, logits_real, logits_fake)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
-        state.params['D'])
-    d_grads = parallel.pmean(d_grads)
-    d_updates, d_opt = txs['D'].update(d_grads, state.opt_state['D'], state.params['D'])
-    params_d = optax.apply_updates(state.params['D'], d_updates)
+      (d_loss, (bs, lr_, lf_)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(params_d)
+      d_updates, d_opt = txs['D'].update(parallel.pmean(d_grads), state.opt_state['D'], params_d)
+      return optax.apply_updates(params_d, d_updates), d_opt, bs, d_loss, lr_, lf_
 
-    # G: non-saturating loss -log D(G(z)) against the updated D, back through the saved VJP.
-    def g_loss_fn(x):
-      logits, bs = d_apply(params_d, bs_d, x, y_fake)
-      return bce(logits, 1.0), (bs, logits)
+    def g_update(params_g, bs_g, params_d, bs_d, z, y):
+      """G: non-saturating loss -log D(G(z)) against D ``params_d``, back through G's VJP."""
+      fake, g_vjp, bs_g = jax.vjp(lambda pg: g_forward(pg, bs_g, z, y), params_g, has_aux=True)
 
-    (g_loss, (bs_d, logits_gen)), d_fake = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
-    (g_grads,) = g_vjp(d_fake)
-    g_grads = parallel.pmean(g_grads)
-    g_updates, g_opt = txs['G'].update(g_grads, state.opt_state['G'], state.params['G'])
-    params_g = optax.apply_updates(state.params['G'], g_updates)
+      def g_loss_fn(x):
+        logits, bs = d_apply(params_d, bs_d, x, y)
+        return bce(logits, 1.0), (bs, logits)
+
+      (g_loss, (bs_d, _)), d_fake = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+      (g_grads,) = g_vjp(d_fake)
+      g_updates, g_opt = txs['G'].update(parallel.pmean(g_grads), state.opt_state['G'], params_g)
+      return optax.apply_updates(params_g, g_updates), g_opt, bs_g, bs_d, g_loss, fake
+
+    p, bs = state.params, state.batch_stats
+    if self.config.model.update_order == 'alternate':
+      # The authors' loop: G on a fresh z against the current D, then D on the real batch and another fresh z.
+      kg, kgy = jax.random.split(jax.random.fold_in(key, 1))
+      z_g = parallel.shard_slice(self._z(kg, n), b)
+      y_g = parallel.shard_slice(jax.random.randint(kgy, (n,), 0, max(self.num_classes, 1)), b)
+      params_g, g_opt, bs_g, bs_d, g_loss, _ = g_update(p['G'], bs['G'], p['D'], bs['D'], z_g, y_g)
+      fake, bs_g = g_forward(params_g, bs_g, z, y_fake)
+      params_d, d_opt, bs_d, d_loss, logits_real, logits_fake = d_update(p['D'], bs_d, fake, y_fake)
+    else:
+      # D first, then G against the updated D on D's own fake batch (G's forward pass computed once).
+      fake, g_vjp, bs_g_new = jax.vjp(lambda pg: g_forward(pg, bs['G'], z, y_fake), p['G'], has_aux=True)
+      params_d, d_opt, bs_d, d_loss, logits_real, logits_fake = d_update(p['D'], bs['D'], fake, y_fake)
+
+      def g_loss_fn(x):
+        logits, b_ = d_apply(params_d, bs_d, x, y_fake)
+        return bce(logits, 1.0), (b_, logits)
+
+      (g_loss, (bs_d, _)), d_fake = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+      (g_grads,) = g_vjp(d_fake)
+      g_updates, g_opt = txs['G'].update(parallel.pmean(g_grads), state.opt_state['G'], p['G'])
+      params_g, bs_g = optax.apply_updates(p['G'], g_updates), bs_g_new
 
     new_state = state.replace(step=state.step + 1, params={'G': params_g, 'D': params_d},
                               batch_stats={'G': bs_g, 'D': bs_d}, opt_state={'G': g_opt, 'D': d_opt})
@@ -189,24 +268,28 @@ class DCGAN:
     return y
 
   @functools.partial(jax.jit, static_argnums=(0, 3), static_argnames=('use_running_average',))
-  def sample(self, state: TrainState, key, n: int, y=None, use_running_average: bool = True):
-    """n images in [-1, 1] from z ~ U(-1, 1); labels y (conditional model) default to cycling classes."""
-    return self.generate(state, sample_z(key, n, self.z_dim), y, use_running_average=use_running_average)
+  def sample(self, state: TrainState, key, n: int, y=None, use_running_average: Optional[bool] = None):
+    """n images in [-1, 1] from z drawn from the prior; labels y (conditional model) default to cycling classes;
+    batchnorm statistics as ``generate``."""
+    return self.generate(state, self._z(key, n), y, use_running_average=use_running_average)
 
   @functools.partial(jax.jit, static_argnums=(0,), static_argnames=('use_running_average', 'axis_name'))
-  def generate(self, state: TrainState, z, y=None, drop=None, use_running_average: bool = True,
+  def generate(self, state: TrainState, z, y=None, drop=None, use_running_average: Optional[bool] = None,
                axis_name: Optional[str] = None):
-    """G(z) for given latents (and labels); ``drop`` masks feature maps per layer (``Generator``).
+    """G(z) in [-1, 1] for given latents (and labels); ``drop`` masks feature maps per layer (``Generator``).
 
-    With ``use_running_average`` batchnorm uses its running statistics, so each image depends only on
-    its own z; otherwise on the statistics of this batch (synced over ``axis_name``), as during training.
+    ``use_running_average``: batchnorm with its running statistics (each image depends only on its own z), or
+    with this batch's (synced over ``axis_name``), as during training and as the authors sample; None: the
+    run's ``--sample_bn`` (DCGAN default: the batch's).
     """
     G = self.networks(axis_name)['G']
     y = self._labels(y, z.shape[0])
+    if use_running_average is None:
+      use_running_average = self.config.model.sample_bn == 'running'
     if use_running_average:
-      return G.apply(state.variables('G'), z, y, train=False, drop=drop)
+      return self.from_model(G.apply(state.variables('G'), z, y, train=False, drop=drop))
     images, _ = G.apply(state.variables('G'), z, y, train=True, drop=drop, mutable=['batch_stats'])
-    return images
+    return self.from_model(images)
 
   @functools.partial(jax.jit, static_argnums=(0,))
   def discriminate(self, state: TrainState, x, y=None):
@@ -215,8 +298,11 @@ class DCGAN:
 
   def feature_layers(self, net: Optional[str] = None) -> tuple:
     check_net(self, net)
-    n = len(layer_widths(self.resolution, self.config.model.width))
-    return tuple(f'conv{i}_act' for i in range(1, n + 1))
+    D = self.networks()['D']
+    x = jnp.zeros((1, self.resolution, self.resolution, self.channels))
+    y = jnp.zeros((1,), jnp.int32)
+    variables = jax.eval_shape(lambda: D.init(jax.random.PRNGKey(0), x, y, train=False))
+    return tuple(feats.sown_layers(D, variables, (x, y)))
 
   def default_feature_layer(self, net: Optional[str] = None) -> str:
     """Every conv layer of D (section 5.1: "features from all layers")."""
@@ -232,7 +318,7 @@ class DCGAN:
       raise ValueError(f'--model={self.config.model.name} has a label-conditioned D, which needs the label of '
                        'each image: probe an unconditional model')
     layers = None if layer in (None, '*') else feats.split_layers(layer)
-    return feats.sown_features(self.networks()['D'], state.variables('D'), (x, y), layers, pool)
+    return feats.sown_features(self.networks()['D'], state.variables('D'), (self.to_model(x), y), layers, pool)
 
   def encode(self, state: TrainState, x):
     raise no_encoder(self)
@@ -242,3 +328,9 @@ class DCGAN:
 
   def display(self, x):
     return x
+
+  def recompute_batch_stats(self, state: TrainState, batches, net: Optional[str] = None) -> TrainState:
+    """``state`` with ``net``'s batchnorm statistics replaced by their average over ``batches`` of real images
+    (the authors' feature extraction: ``svhn_semisup_analysis.py`` ``infer_bnorm_stats``)."""
+    net = check_net(self, net)
+    return feats.recompute_batch_stats(self.networks()[net], state, net, (self.to_model(x) for x in batches))

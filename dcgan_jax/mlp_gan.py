@@ -64,8 +64,8 @@ class MLPGAN(DCGAN):
   def create(cls, config: Config, facts: DataFacts) -> 'MLPGAN':
     if not facts.num_classes:
       raise ValueError(f'--model={config.model.name} needs a labelled dataset; {config.data.dataset} has no labels')
-    return cls(cls.resolve(config, conditional=True, resolution=RESOLUTION), channels=facts.channels,
-               num_classes=facts.num_classes)
+    return cls(cls.resolve(config, conditional=True, resolution=RESOLUTION, default_variant='paper'),
+               channels=facts.channels, num_classes=facts.num_classes)
 
   @classmethod
   def check(cls, config: Config) -> None:

@@ -51,7 +51,10 @@ def test_paper_64x64_discriminator_layers():
 
 
 def test_parameter_count_of_paper_defaults():
-  s = jax.eval_shape(DCGAN.create(Config.make(resolution=64), DataFacts(channels=3)).init, jax.random.PRNGKey(0))
+  # The section-3 networks with biases and per-channel projection batchnorm (this project before it followed
+  # the authors' code; tests/test_fidelity.py counts the authors' version).
+  legacy = Config.make(resolution=64, layer_bias=True, project_bn='channel')
+  s = jax.eval_shape(DCGAN.create(legacy, DataFacts(channels=3)).init, jax.random.PRNGKey(0))
   # G: 100*16384 + BN(1024) + 5*5*(1024*512 + 512*256 + 256*128 + 128*3) + 3 + BN(512, 256, 128)
   g = 100 * 16384 + 2 * 1024 + 25 * (1024 * 512 + 512 * 256 + 256 * 128 + 128 * 3) + 3 + 2 * (512 + 256 + 128)
   d = 25 * (3 * 128 + 128 * 256 + 256 * 512 + 512 * 1024) + 128 + 2 * (256 + 512 + 1024) + 16384 + 1

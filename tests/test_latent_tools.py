@@ -78,7 +78,7 @@ def test_sheet_keeps_the_z_that_regenerate_its_images(tiny, tmp_path):
   assert os.path.getsize(png) > 0 and npz.endswith('sheet.npz')
   loaded = lt.load_sheet(png, model.z_dim)
   assert loaded['labels'] is None and loaded['z'].shape == (12, model.z_dim) and int(loaded['step']) == 40
-  again = np.asarray(model.generate(state, jnp.asarray(loaded['z'])))
+  again = np.asarray(model.generate(state, jnp.asarray(loaded["z"]), use_running_average=True))
   np.testing.assert_array_equal(again, sheet['images'])
   # The numbers are drawn on the cells: the numbered sheet differs from the plain grid only in cell corners.
   numbered = lt.numbered_grid(sheet['images'], ncol=4)
@@ -99,7 +99,7 @@ def test_vector_arithmetic_on_sheet_exemplars(tiny, tmp_path):
   z = sheet['z']
   np.testing.assert_allclose(r['y'], z[0:3].mean(0) - z[3:6].mean(0) + z[6:9].mean(0), atol=1e-6)
   assert np.array_equal(r['grid_z'][4], r['y'])
-  np.testing.assert_allclose(r['grid'][4], np.asarray(model.generate(state, jnp.asarray(r['y'])[None]))[0], atol=1e-6)
+  np.testing.assert_allclose(r['grid'][4], np.asarray(model.generate(state, jnp.asarray(r["y"])[None], use_running_average=True))[0], atol=1e-6)
   np.testing.assert_allclose(r['exemplars'][0], sheet['images'][0:3], atol=1e-6)
   px = np.clip(sheet['images'][0:3].mean(0) - sheet['images'][3:6].mean(0) + sheet['images'][6:9].mean(0), -1, 1)
   np.testing.assert_allclose(r['pixel'], px, atol=1e-5)
@@ -159,7 +159,7 @@ def test_dropped_maps_are_zero_in_the_forward_pass_and_change_the_output(tiny, t
   kept_acts = np.asarray(forget.activations(model, state, z, None, layer))[..., mask == 0]
   np.testing.assert_allclose(acts[..., mask == 0], kept_acts, atol=1e-5)        # the other maps untouched
   orig, forgot = forget.with_and_without(model, state, z, mask, layer)
-  assert np.array_equal(orig, np.asarray(model.generate(state, z)))
+  assert np.array_equal(orig, np.asarray(model.generate(state, z, use_running_average=True)))
   assert np.abs(orig - forgot).max() > 1e-3
 
 
