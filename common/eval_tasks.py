@@ -54,6 +54,11 @@ def _what(config, state, a) -> str:
                                                                                                   else ''))
 
 
+def _running(a):
+  """--batch_stats as ``use_running_average``: True, False, or None (the run's --sample_bn)."""
+  return None if a.batch_stats is None else a.batch_stats == 'running'
+
+
 def _data(a, config):
   """(dataset, data_dir, manual_dir): the flags, else the run's."""
   d = config.data
@@ -102,12 +107,15 @@ def eval_svm(a) -> dict:
                                     opts['resolution'])
   if note:
     print(note)
+  if a.bn_stats == 'real' and not a.random_init:
+    state = probes.real_batch_stats(model, state, train_src, a.net, batches=a.bn_batches, batch=a.eval_batch)
   fn = probes.feature_fn(model, state, a.net, a.layer, a.pool or None)
   draws = (a.draws or 5) if a.labels_per_class else 1
   cs = tuple(float(c) for c in a.svm_C.split(',')) if a.svm_C else probes.DEFAULT_CS
   r = probes.svm_probe(fn, train_src, test_src, resolution=opts['resolution'], load_size=opts.get('load_size'),
-                           channels=model.channels, labels_per_class=a.labels_per_class, draws=draws,
-                           val_size=a.val_size, Cs=cs, seed=a.seed, batch=a.eval_batch)
+                       channels=model.channels, labels_per_class=a.labels_per_class, draws=draws,
+                       val_size=a.val_size, Cs=cs, seed=a.seed, batch=a.eval_batch,
+                       standardize=a.svm_standardize, choose_c=a.svm_choose_c, refit=a.svm_refit)
   net = a.net or model.feature_nets[0]
   pooled = f'{a.pool}x{a.pool} max-pooled' if a.pool else 'unpooled'
   labels = (f'{a.labels_per_class} per class x {draws} draws' if a.labels_per_class
@@ -139,7 +147,7 @@ def eval_nn_generated(a) -> dict:
   train_x, train_y = splits.load_split(dataset, 'train', opts, dd, md)
   if test_x.shape[-1] != model.channels:
     raise ValueError(f'{dataset} has {test_x.shape[-1]}-channel images, the run makes {model.channels}')
-  gen = nn_generated.generator_fn(model, state, running=a.batch_stats == 'running')
+  gen = nn_generated.generator_fn(model, state, running=_running(a))
   r = nn_generated.nn_generated(gen, model.num_classes, a.samples_per_class, test_x, test_y, batch=a.gen_batch,
                               seed=a.seed, log=print)
   t = time.time()
@@ -174,7 +182,9 @@ def eval_quality(a) -> dict:
         f'{"read from" if real.cached else "written to"} {real.path}')
   kw = dict(kid_subsets=a.kid_subsets, kid_subset_size=a.kid_subset_size, seed=a.seed)
   t = time.time()
-  fake = quality.generated_features(net, lambda key, b: model.sample(state, key, b), a.num_samples,
+  running = _running(a)
+  fake = quality.generated_features(net, lambda key, b: model.sample(state, key, b, use_running_average=running),
+                                    a.num_samples,
                                        batch=min(a.gen_batch, a.num_samples), seed=a.seed)
   rows = [(f'{_what(config, state, a)}: {a.num_samples:,} samples', quality.quality(real, fake, which, **kw),
            time.time() - t)]

@@ -36,6 +36,7 @@ from common import checkpoint as ckpt_lib
 from common import data, images, parallel, quality, registry, signals
 from common.config import Config, identity_diff, to_json
 from common.model import DataFacts
+from common.progress import format_duration
 
 log = logging.getLogger('train')
 MAX_ROLLBACKS = 3          # --on_nan=rollback gives up after this many
@@ -90,18 +91,6 @@ def _fmt(m: dict) -> str:
   names = {'d_loss': 'D loss', 'g_loss': 'G loss', 'd_real': 'D(x)', 'd_fake': 'D(G(z))', 'd_acc': 'D acc'}
   order = [k for k in names if k in m] + sorted(k for k in m if k not in names)
   return ' '.join(f'{names.get(k, k)} {m[k]:.3f}' for k in order)
-
-
-def format_duration(seconds: float) -> str:
-  """A duration as people read it: '45s', '12m05s', '3h07m', '2d04h'."""
-  s = int(round(max(seconds, 0)))
-  if s < 60:
-    return f'{s}s'
-  if s < 3600:
-    return f'{s // 60}m{s % 60:02d}s'
-  if s < 86400:
-    return f'{s // 3600}h{s % 3600 // 60:02d}m'
-  return f'{s // 86400}d{s % 86400 // 3600:02d}h'
 
 
 def train(config: Config) -> dict:

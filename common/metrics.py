@@ -8,9 +8,11 @@ label, like scikit-learn's ``KNeighborsClassifier``.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Union
+from typing import Callable, Iterable, Optional, Union
 
 import numpy as np
+
+from common.progress import Progress
 
 METRICS = ('cosine', 'l2')
 
@@ -24,8 +26,9 @@ def _prepare(x, metric: str):
 
 
 def knn_predict(train_feats, train_labels, test_feats, k: int = 1, metric: str = 'cosine', chunk: int = 1024,
-                train_chunk: int = 16384) -> np.ndarray:
-  """Majority label of the k nearest train rows for every test row (ties: smallest label)."""
+                train_chunk: int = 16384, progress: Optional[str] = None) -> np.ndarray:
+  """Majority label of the k nearest train rows for every test row (ties: smallest label); ``progress``
+  names the work in progress lines (``common.progress``)."""
   if metric not in METRICS:
     raise ValueError(f'unknown metric {metric!r}: use one of {METRICS}')
   train, test = _prepare(train_feats, metric), _prepare(test_feats, metric)
@@ -39,6 +42,7 @@ def knn_predict(train_feats, train_labels, test_feats, k: int = 1, metric: str =
   sq_train = np.einsum('ij,ij->i', train, train) if metric == 'l2' else None
   num_classes = int(train_labels.max()) + 1
   out = np.empty(len(test), np.int64)
+  bar = Progress(progress, len(test), unit='queries')
   for s in range(0, len(test), chunk):
     q = test[s:s + chunk]
     best_d = np.full((len(q), k), np.inf, np.float32)
@@ -68,34 +72,41 @@ def knn_predict(train_feats, train_labels, test_feats, k: int = 1, metric: str =
       counts = np.zeros((len(q), num_classes), np.int64)
       np.add.at(counts, (np.arange(len(q))[:, None], votes), 1)
       out[s:s + len(q)] = counts.argmax(axis=1)
+    bar.update(len(q))
+  bar.close()
   return out
 
 
 def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k: int = 1, metric: str = 'cosine',
-                 chunk: int = 1024, train_chunk: int = 16384) -> float:
+                 chunk: int = 1024, train_chunk: int = 16384, progress: Optional[str] = None) -> float:
   """Fraction of test rows whose k-NN vote (``metric``: 'cosine' or 'l2') over the train rows is their label."""
   pred = knn_predict(train_feats, train_labels, test_feats, k=k, metric=metric, chunk=chunk,
-                     train_chunk=train_chunk)
+                     train_chunk=train_chunk, progress=progress)
   return float(np.mean(pred == np.asarray(test_labels)))
 
 
-def extract(fn: Callable, data: Union[np.ndarray, Iterable[dict]], batch_size: int = 256):
+def extract(fn: Callable, data: Union[np.ndarray, Iterable[dict]], batch_size: int = 256,
+            progress: Optional[str] = None):
   """Runs a (jitted) feature function over a dataset in batches; returns numpy features.
 
   ``data``: an array of inputs (N, ...): every batch is padded to ``batch_size`` (so ``fn`` compiles once) and
   the padding is dropped; returns features (N, ...). Or an iterable of batches (dicts with 'image' and
   optionally 'label', as ``data.Batches`` yields; stop it yourself, e.g. with ``itertools.islice``): returns
-  ``(features, labels)`` (labels None when the batches have none).
+  ``(features, labels)`` (labels None when the batches have none). ``progress`` names the work in progress
+  lines (arrays only).
   """
   if isinstance(data, np.ndarray) or hasattr(data, 'shape'):
     x = np.asarray(data)
     out = []
+    bar = Progress(progress, len(x))
     for s in range(0, len(x), batch_size):
       b = x[s:s + batch_size]
       n = len(b)
       if n < batch_size:
         b = np.concatenate([b, np.repeat(b[-1:], batch_size - n, axis=0)], axis=0)
       out.append(np.asarray(fn(b))[:n])
+      bar.update(n)
+    bar.close()
     return np.concatenate(out, axis=0) if out else np.zeros((0,))
   feats, labels = [], []
   for batch in data:

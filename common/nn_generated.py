@@ -40,8 +40,9 @@ def nn_generated(generate: Callable, num_classes: int, samples_per_class: int, t
           'stream_bytes': stream.nbytes, 'seconds': time.time() - t0}
 
 
-def generator_fn(model, state, running: bool = True) -> Callable:
-  """``(key, labels) -> images`` of a label-conditioned model (cdcgan, mlp_gan)."""
+def generator_fn(model, state, running: Optional[bool] = None) -> Callable:
+  """``(key, labels) -> images`` of a label-conditioned model (cdcgan, mlp_gan); batchnorm with running
+  averages, each batch's statistics, or (None) the run's ``--sample_bn``."""
   if not model.conditional:
     raise ValueError(f'--model={model.config.model.name} is not label-conditioned: train --model=cdcgan or '
                      '--model=mlp_gan')

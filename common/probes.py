@@ -4,6 +4,8 @@ flattened and concatenated (the 28672-d vector of its ImageNet model), and a reg
 ``svm_probe`` runs the protocol of sections 5.1 / 5.2: C chosen on a validation split taken from the train split
 (the paper's 10,000), optionally ``labels_per_class`` class-balanced training examples in several random draws
 (mean and standard deviation of the test error: SVHN's 1000 labels = 100 per class), accuracy on the test split.
+Where the paper is silent the authors' ``svhn/svhn_semisup_analysis.py`` decides (docs/fidelity.md): their C grid,
+one C for every draw (the lowest mean validation error over the draws), raw (unstandardised) features.
 ``probe_features`` gives a model's section-5 features: every layer of its D (or encoder), pooled.
 """
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Callable, Optional
 import numpy as np
 
 from common import features as feats
-from common.splits import featurize, read_labels
+from common.images import adapt
+from common.splits import featurize, images_of, read_labels
 
-DEFAULT_CS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+AUTHORS_CS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)   # svhn_semisup_analysis.py's grid
+DEFAULT_CS = AUTHORS_CS
 PAPER_VAL_SIZE = 10_000         # section 5.2: "we split off a validation set of 10,000 examples"
 
 
@@ -71,22 +75,29 @@ def balanced_draw(labels, per_class: int, rng, num_classes: Optional[int] = None
   return np.sort(np.concatenate(out))
 
 
-def fit_svm(train_f, train_y, val_f, val_y, Cs=DEFAULT_CS, seed: int = 0) -> dict:
-  """A regularised linear L2-SVM (squared hinge loss, one-vs-rest, liblinear's dual coordinate descent: fast
-  when examples are fewer than dimensions, as in the paper's 28672-d probe; features standardised on the train
-  rows) for every C; keeps the one with the best validation accuracy (ties: the smaller C). Returns
-  ``{'clf', 'C', 'val_accuracy', 'val_accuracies'}``."""
-  from sklearn.exceptions import ConvergenceWarning
+def _svm(c: float, standardize: bool, seed: int):
   from sklearn.pipeline import make_pipeline
   from sklearn.preprocessing import StandardScaler
   from sklearn.svm import LinearSVC
+  svm = LinearSVC(C=c, loss='squared_hinge', penalty='l2', dual=True, max_iter=1000, random_state=seed)
+  return make_pipeline(StandardScaler(), svm) if standardize else svm
+
+
+def _fit(clf, x, y):
+  from sklearn.exceptions import ConvergenceWarning
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', ConvergenceWarning)
+    return clf.fit(x, y)
+
+
+def fit_svm(train_f, train_y, val_f, val_y, Cs=DEFAULT_CS, seed: int = 0, standardize: bool = False) -> dict:
+  """A regularised linear L2-SVM (squared hinge loss, one-vs-rest, liblinear's dual coordinate descent: fast
+  when examples are fewer than dimensions, as in the paper's 28672-d probe) for every C; keeps the one with the
+  best validation accuracy (ties: the smaller C). ``standardize``: features scaled to unit variance on the train
+  rows first (the authors' code does not). Returns ``{'clf', 'C', 'val_accuracy', 'val_accuracies'}``."""
   best, scores = None, {}
   for c in Cs:
-    clf = make_pipeline(StandardScaler(), LinearSVC(C=c, loss='squared_hinge', penalty='l2', dual=True,
-                                                    max_iter=1000, random_state=seed))
-    with warnings.catch_warnings():
-      warnings.simplefilter('ignore', ConvergenceWarning)
-      clf.fit(train_f, train_y)
+    clf = _fit(_svm(c, standardize, seed), train_f, train_y)
     acc = float(np.mean(clf.predict(val_f) == val_y))
     scores[c] = acc
     if best is None or acc > best[1]:
@@ -97,6 +108,7 @@ def fit_svm(train_f, train_y, val_f, val_y, Cs=DEFAULT_CS, seed: int = 0) -> dic
 def svm_probe(fn: Callable, train_source, test_source, *, resolution: int, load_size=None,
               channels: Optional[int] = None, labels_per_class: Optional[int] = None, draws: int = 1,
               val_size: Optional[int] = None, Cs=DEFAULT_CS, seed: int = 0, batch: int = 256,
+              standardize: bool = False, choose_c: str = 'mean', refit: bool = True,
               log: Callable = print) -> dict:
   """The L2-SVM protocol on features ``fn(images)``.
 
@@ -105,6 +117,10 @@ def svm_probe(fn: Callable, train_source, test_source, *, resolution: int, load_
   ``labels_per_class``, on that many class-balanced examples drawn from the rest, ``draws`` times with
   different seeds (section 5.2: 1000 labels = 100 per class on SVHN; Table 1's "400 per class"). Accuracy is on
   the whole test split, streamed in chunks (every draw's SVM scores each chunk).
+
+  ``choose_c``: 'mean' (the authors': the C with the best mean validation accuracy over the draws, used for
+  every draw) or 'per_draw'. ``refit``: with all labels, the final SVM is fitted again at the chosen C on the
+  whole train split, validation examples included (the paper's CIFAR-10 row trains on all 50,000).
   """
   t0 = time.time()
   train_labels = read_labels(train_source)
@@ -125,12 +141,24 @@ def svm_probe(fn: Callable, train_source, test_source, *, resolution: int, load_
   pos = {i: p for p, i in enumerate(needed)}
   take = lambda ids: np.fromiter((pos[i] for i in ids), np.int64, len(ids))  # noqa: E731
   fv, yv = feats[take(val_ids)], labels[take(val_ids)]
-  fits = []
-  for d, ids in enumerate(draw_ids):
-    fit = fit_svm(feats[take(ids)], labels[take(ids)], fv, yv, Cs, seed)
-    fits.append(fit)
-    log(f'draw {d + 1}/{draws}: {len(ids)} training examples, C={fit["C"]:g} '
-        f'(validation accuracy {100 * fit["val_accuracy"]:.2f}%)')
+  fits = [fit_svm(feats[take(ids)], labels[take(ids)], fv, yv, Cs, seed, standardize) for ids in draw_ids]
+  if choose_c == 'mean' and len(fits) > 1:
+    mean_acc = {c: float(np.mean([f['val_accuracies'][c] for f in fits])) for c in Cs}
+    best_c = max(Cs, key=lambda c: (mean_acc[c], -c))
+    for f, ids in zip(fits, draw_ids):
+      if f['C'] != best_c:
+        f.update(clf=_fit(_svm(best_c, standardize, seed), feats[take(ids)], labels[take(ids)]), C=best_c,
+                 val_accuracy=f['val_accuracies'][best_c])
+  elif choose_c not in ('mean', 'per_draw'):
+    raise ValueError(f"choose_c={choose_c!r}: use 'mean' or 'per_draw'")
+  for d, f in enumerate(fits):
+    log(f'draw {d + 1}/{draws}: {len(draw_ids[d])} training examples, C={f["C"]:g} '
+        f'(validation accuracy {100 * f["val_accuracy"]:.2f}%)')
+  if refit and not labels_per_class:
+    draw_ids = [np.concatenate([draw_ids[0], val_ids])]
+    fits[0]['clf'] = _fit(_svm(fits[0]['C'], standardize, seed), feats[take(draw_ids[0])],
+                          labels[take(draw_ids[0])])
+    log(f'refitted at C={fits[0]["C"]:g} on all {len(draw_ids[0])} train-split examples')
   del feats
   correct, n_test = np.zeros(len(fits), np.int64), len(test_source)
   for s in range(0, n_test, 4096):
@@ -146,3 +174,21 @@ def svm_probe(fn: Callable, train_source, test_source, *, resolution: int, load_
           'val_accuracy': [f['val_accuracy'] for f in fits], 'n_train': [len(i) for i in draw_ids],
           'n_val': len(val_ids), 'n_test': n_test, 'dims': int(fv.shape[1]), 'draws': draws,
           'labels_per_class': labels_per_class, 'seconds': time.time() - t0}
+
+
+def real_batch_stats(model, state, source, net: Optional[str] = None, *, batches: int = 200, batch: int = 256,
+                     seed: int = 0):
+  """``state`` with ``net``'s batchnorm statistics recomputed on ``batches`` random batches of real images of
+  ``source`` (the train split), as the authors extract features (``svhn_semisup_analysis.py``
+  ``infer_bnorm_stats``): D's running averages come mostly from generated batches."""
+  opts = model.data_options(eval=True)
+  n = len(source)
+  rng = np.random.default_rng(seed)
+  ids = rng.permutation(n)[:min(n, batches * batch)]
+  chunks = [np.sort(ids[s:s + batch]) for s in range(0, len(ids), batch)]
+
+  def images():
+    for c in chunks:
+      x, _ = images_of(source, opts['resolution'], c, load_size=opts.get('load_size'))
+      yield np.asarray(adapt(x, channels=model.channels))
+  return model.recompute_batch_stats(state, images(), net or model.feature_nets[0])

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from common import data, feature_net, metrics, parallel
+from common.progress import Progress
 from common.splits import featurize
 
 MAX_REAL = 50_000               # real images for sample-quality statistics (the usual 50k)
@@ -75,9 +76,12 @@ def generated_features(net, sample: Callable, n: int, *, batch: int = 500, seed:
   """Features of ``n`` generated images: ``sample(key, batch) -> images`` (surplus of the last batch dropped)."""
   key = jax.random.PRNGKey(seed)
   out = []
+  bar = Progress('generated samples', n)
   for b, s in enumerate(range(0, n, batch)):
     x = parallel.to_host(sample(jax.random.fold_in(key, b), batch))
     out.append(np.asarray(metrics.extract(net, x, batch), np.float32)[:n - s])
+    bar.update(min(batch, n - s))
+  bar.close()
   return np.concatenate(out)
 
 

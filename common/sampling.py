@@ -12,14 +12,14 @@ from common import checkpoint, data, images, latent, parallel
 
 def write(workdir: str, *, out: Optional[str] = None, num: int = 64, seed: int = 0, step: Optional[int] = None,
           interpolate: bool = False, rows: int = 8, steps: int = 10, method: str = 'linear',
-          reconstruct: bool = False, batch_stats: str = 'running') -> str:
+          reconstruct: bool = False, batch_stats: Optional[str] = None) -> str:
   """Writes a PNG of the run in ``workdir`` (its checkpoint ``step``, default the newest): ``num`` samples, or
   ``rows`` latent walks of ``steps`` points (``interpolate``), or ``num`` test images beside G(E(x))
   (``reconstruct``); returns its path (default WORKDIR/sample.png, walk.png or recon.png)."""
   model, state, config = checkpoint.load(workdir, step)
   state = parallel.on_one_device(state)
   key = jax.random.PRNGKey(seed)
-  running = batch_stats == 'running'
+  running = None if batch_stats is None else batch_stats == 'running'   # None: the run's --sample_bn
   if reconstruct:
     if not model.has_encoder:
       raise ValueError(f'--reconstruct needs a model with an encoder; {config.model.name} has none')

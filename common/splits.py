@@ -10,6 +10,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from common import data, images, metrics
+from common.progress import Progress
 
 
 def images_of(source, resolution: int, indices=None, load_size: Optional[int] = None):
@@ -40,17 +41,21 @@ def read_labels(source) -> np.ndarray:
 
 
 def featurize(fn: Callable, source, ids, *, resolution: int, load_size=None, channels: Optional[int] = None,
-              batch: int = 256, chunk: int = 4096):
+              batch: int = 256, chunk: int = 4096, progress: Optional[str] = 'features'):
   """(features (len(ids), dims) float32, labels) of examples ``ids`` of ``source``: images preprocessed at
-  ``resolution`` (center crop), adapted to ``channels``, through ``fn`` in batches of ``batch``."""
+  ``resolution`` (center crop), adapted to ``channels``, through ``fn`` in batches of ``batch``; progress
+  lines on stderr while it takes longer than a few seconds (``progress=None``: silent)."""
   ids = np.asarray(ids, np.int64)
   feats, labels = [], []
+  bar = Progress(progress, len(ids))
   for s in range(0, len(ids), chunk):
     x, y = images_of(source, resolution, ids[s:s + chunk], load_size=load_size)
     if channels:
       x = np.asarray(images.adapt(x, channels=channels))
     feats.append(np.asarray(metrics.extract(fn, x, batch), np.float32))
     labels.append(y)
+    bar.update(len(y))
+  bar.close()
   return np.concatenate(feats), np.concatenate(labels)
 
 
@@ -60,5 +65,6 @@ def knn_accuracy(fn: Optional[Callable], train, test, metric: str = 'l2', k: int
   if fn is None:
     ftr, fte = xtr.reshape(len(xtr), -1), xte.reshape(len(xte), -1)
   else:
-    ftr, fte = metrics.extract(fn, xtr, batch), metrics.extract(fn, xte, batch)
-  return 100.0 * metrics.knn_accuracy(ftr, ytr, fte, yte, k=k, metric=metric)
+    ftr = metrics.extract(fn, xtr, batch, progress='k-NN: features of the reference split')
+    fte = metrics.extract(fn, xte, batch, progress='k-NN: features of the query split')
+  return 100.0 * metrics.knn_accuracy(ftr, ytr, fte, yte, k=k, metric=metric, progress='k-NN: nearest neighbours')

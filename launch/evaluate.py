@@ -86,14 +86,28 @@ def parser():
   p.add_argument('--val_size', type=_cli.int_range(1), default=None,
                  help='svm: validation examples taken from the train split to choose C (paper 10,000; '
                       'default min(10000, a fifth of the split))')
-  p.add_argument('--svm_C', default=None, type=_cli.positive_list, help='svm: comma-separated values of C to try (default 1e-4 ... 1)')
+  p.add_argument('--svm_C', default=None, type=_cli.positive_list,
+                 help="svm: comma-separated values of C to try (default the authors' 1e-4,2e-4,5e-4,1e-3,2e-3,5e-3,1e-2)")
+  p.add_argument('--svm_choose_c', default='mean', choices=('mean', 'per_draw'),
+                 help="svm: one C for all draws by mean validation accuracy (the authors') or a C per draw")
+  p.add_argument('--svm_standardize', action='store_true',
+                 help="svm: scale features to unit variance first (the authors' probe uses raw features)")
+  p.add_argument('--svm_refit', action=argparse.BooleanOptionalAction, default=True,
+                 help='svm, all labels: refit at the chosen C on the whole train split, validation included '
+                      "(the paper's CIFAR-10 SVM trains on all 50,000)")
+  p.add_argument('--bn_stats', default='real', choices=('real', 'running'),
+                 help="svm: the probed net's batchnorm statistics, recomputed on real training images (the "
+                      "authors' infer_bnorm_stats; default) or the running averages from training")
+  p.add_argument('--bn_batches', type=_cli.int_range(1, 100000), default=200,
+                 help='svm --bn_stats=real: batches of --eval_batch real images to average statistics over')
   p.add_argument('--random_init', action='store_true', help='svm/knn: a randomly initialised network (baseline)')
   # --eval=nn_generated
   p.add_argument('--samples_per_class', type=_cli.int_range(1), default=5000,
                  help='nn_generated: samples of each class (Table 3: 5000 -> 50K, 1M -> 10M)')
   p.add_argument('--gen_batch', type=_cli.int_range(1, 100000), default=1000, help='nn_generated/quality: images generated per batch')
-  p.add_argument('--batch_stats', default='running', choices=('running', 'batch'),
-                 help="nn_generated: G's batchnorm statistics (running averages or each batch's)")
+  p.add_argument('--batch_stats', default=None, choices=('running', 'batch'),
+                 help="nn_generated/quality: G's batchnorm statistics, running averages or each batch's "
+                      "(default: the run's --sample_bn; DCGAN: the batch's, as its authors sample)")
   # --eval=quality and --train_feature_net
   p.add_argument('--num_samples', type=_cli.int_range(2), default=10000, help='quality: generated images')
   p.add_argument('--num_real', type=_cli.int_range(2), default=50000, help='quality: real images (at most the split)')

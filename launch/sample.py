@@ -28,8 +28,9 @@ def parser():
                  help='points per walk, ends included (--interpolate)')
   p.add_argument('--method', default='linear', choices=('linear', 'spherical'), help='interpolation path')
   p.add_argument('--reconstruct', action='store_true', help='BiGAN/autoencoder: real x beside G(E(x))')
-  p.add_argument('--batch_stats', default='running', choices=('running', 'batch'),
-                 help="G's batchnorm: running averages (each image depends only on its z) or this batch's")
+  p.add_argument('--batch_stats', default=None, choices=('running', 'batch'),
+                 help="G's batchnorm: running averages (each image depends only on its z) or this batch's "
+                      "(default: the run's --sample_bn; DCGAN: the batch's, as its authors sample)")
   return p
 
 

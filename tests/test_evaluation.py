@@ -120,6 +120,47 @@ def test_svm_probe_beats_chance_on_a_short_run(tiny, data_dir):
   assert len(set(r['accuracy'])) == 2 or r['std_error'] == 0
 
 
+def test_svm_probe_authors_protocol_one_c_over_draws_and_refit_on_all_labels(tiny, data_dir):
+  """The authors' choice of C (best mean validation accuracy over the draws, then used for every draw) and, with
+  all labels, the final SVM refitted on the whole train split."""
+  model, state, _ = tiny
+  train, _ = data.open_source('digits', 'train', data_dir=data_dir)
+  test, _ = data.open_source('digits', 'test', data_dir=data_dir)
+  fn, quiet = probes.feature_fn(model, state), (lambda *_: None)
+  cs = (1e-5, 1e-3, 1e-1)
+  r = probes.svm_probe(fn, train, test, resolution=16, channels=1, labels_per_class=5, draws=3, val_size=200,
+                       Cs=cs, log=quiet)
+  assert len(set(r['C'])) == 1 and r['C'][0] in cs
+  per = probes.svm_probe(fn, train, test, resolution=16, channels=1, labels_per_class=5, draws=3, val_size=200,
+                         Cs=cs, choose_c='per_draw', log=quiet)
+  assert all(c in cs for c in per['C'])
+  full = probes.svm_probe(fn, train, test, resolution=16, channels=1, val_size=200, Cs=(1e-2,), log=quiet)
+  held = probes.svm_probe(fn, train, test, resolution=16, channels=1, val_size=200, Cs=(1e-2,), refit=False,
+                          log=quiet)
+  assert full['n_train'] == [len(train)] and held['n_train'] == [len(train) - 200]
+  assert probes.DEFAULT_CS == (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)
+
+
+def test_real_batch_stats_replace_running_averages_with_real_image_statistics(tiny, data_dir):
+  model, state, _ = tiny
+  train, _ = data.open_source('digits', 'train', data_dir=data_dir)
+  fresh = probes.real_batch_stats(model, state, train, batches=3, batch=32)
+  before, after = state.batch_stats['D'], fresh.batch_stats['D']
+  assert jax.tree_util.tree_structure(before) == jax.tree_util.tree_structure(after)
+  assert not all(np.allclose(a, b) for a, b in zip(jax.tree_util.tree_leaves(before),
+                                                   jax.tree_util.tree_leaves(after)))
+  assert fresh.params is state.params
+  # The average of per-batch statistics: the same batch given twice gives that batch's statistics.
+  x = np.random.default_rng(0).uniform(-1, 1, (16, 16, 16, 1)).astype(np.float32)
+  once = model.recompute_batch_stats(state, [x])
+  twice = model.recompute_batch_stats(state, [x, x])
+  for a, b in zip(jax.tree_util.tree_leaves(once.batch_stats['D']), jax.tree_util.tree_leaves(twice.batch_stats['D'])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  f_run = np.asarray(model.features(state, x))
+  f_real = np.asarray(model.features(fresh, x))
+  assert not np.allclose(f_run, f_real)
+
+
 # -- nearest-neighbour test ----------------------------------------------------------------------------------
 
 def test_streaming_nearest_neighbour_equals_brute_force():
