@@ -53,7 +53,9 @@ def _params(workdir):
   return jax.tree_util.tree_map(np.asarray, state.params)
 
 
-@pytest.mark.parametrize('model_flags', [['--model=dcgan'], ['--model=bigan', '--architecture=mlp', '--resolution=8']],
+@pytest.mark.parametrize('model_flags', [['--model=dcgan'],
+                                         pytest.param(['--model=bigan', '--architecture=mlp', '--resolution=8'],
+                                                      marks=pytest.mark.slow)],     # the same loop; -m slow
                          ids=['dcgan', 'bigan'])
 def test_two_processes_equal_one_process(model_flags, tmp_path, data_dir):
   if model_flags[0] == '--model=bigan':
@@ -81,7 +83,7 @@ def test_two_processes_equal_one_process(model_flags, tmp_path, data_dir):
                                                                                    rtol=1e-4)
 
 
-@pytest.mark.parametrize('devices', [1, 4])
+@pytest.mark.parametrize('devices', [1, pytest.param(4, marks=pytest.mark.slow)])   # 4: -m slow
 def test_checkpoint_from_8_devices_resumes_on_other_counts(devices, tmp_path, data_dir):
   ref = str(tmp_path / 'ref')
   _ok(_train(ref, data_dir, 4, devices=8))
