@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gzip
 import io
 import json
 import math
@@ -126,16 +125,15 @@ def api_train_in_process(argv):
 # ================================================================================================================
 
 def read_idx_images(manual_dir, split):
-  """uint8 (N, 28, 28) images of an MNIST-format split ('train' or 'test') from its idx file (.gz or not)."""
-  import numpy as np
+  """uint8 (N, 28, 28) images of an MNIST-format split ('train' or 'test') from its idx file (.gz or not), read
+  by the project's own reader (``common.datasets.builders.read_idx``)."""
+  from pathlib import Path
+  from common.datasets.builders import read_idx
   stem = 'train-images-idx3-ubyte' if split == 'train' else 't10k-images-idx3-ubyte'
   for name in (stem + '.gz', stem):
     path = os.path.join(manual_dir, name)
     if os.path.exists(path):
-      with (gzip.open(path, 'rb') if name.endswith('.gz') else open(path, 'rb')) as f:
-        raw = f.read()
-      n, h, w = (int.from_bytes(raw[i:i + 4], 'big') for i in (4, 8, 12))
-      return np.frombuffer(raw, np.uint8, offset=16).reshape(n, h, w)
+      return read_idx(Path(path))
   raise FileNotFoundError(f'no {stem}(.gz) in {manual_dir}')
 
 

@@ -7,6 +7,7 @@ when ``grid``), flattened and concatenated. Models build their ``features`` on i
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Optional, Sequence
 
@@ -99,7 +100,6 @@ def recompute_batch_stats(module, state, net: str, inputs, max_batches: int = 10
   (DCGAN's ``infer_bnorm_stats``, BiGAN's 1000 "deploy" batches) instead of running averages. ``module`` must
   take a ``bn`` (``common.networks.BNSpec``) field: it runs with momentum 0, so each call returns exactly its
   batch's statistics."""
-  import dataclasses
   if not state.batch_stats.get(net):
     return state
   probe = module.clone(bn=dataclasses.replace(module.bn, momentum=0.0))

@@ -321,7 +321,6 @@ def _interrupts_held():
 def _ignore_sigint(worker_index: int, worker_count: int) -> None:
   """Worker processes leave Ctrl-C to the main process, which stops them (no traceback from each)."""
   del worker_index, worker_count
-  import signal
   signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

@@ -29,6 +29,7 @@ feature maps to drop per layer (DCGAN's "forgetting to draw" experiment).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable, Mapping, Optional
 
@@ -101,6 +102,15 @@ def batch_norm(train: bool, axis_name: Optional[str], name: str, scale_bias: boo
                       scale_init=_scale_init(spec.scale_init))
 
 
+def sow_act(module: nn.Module, drop: Optional[Mapping[str, jax.Array]], name: str, h):
+  """``h`` with the maps ``drop[name]`` zeroed (a (channels,) mask; DCGAN's "forgetting to draw"), sown as
+  ``'<name>_act'`` in the module's 'intermediates'; returns it."""
+  if drop is not None and name in drop:
+    h = h * (1 - jnp.asarray(drop[name], h.dtype))
+  module.sow('intermediates', f'{name}_act', h)
+  return h
+
+
 def flatten(x):
   return x.reshape(x.shape[0], -1)
 
@@ -141,11 +151,7 @@ class Generator(nn.Module):
     if self.num_classes:
       h = jnp.concatenate([h, jax.nn.one_hot(y, self.num_classes, dtype=h.dtype)], axis=-1)
 
-    def record(name, h):
-      if drop is not None and name in drop:
-        h = h * (1 - jnp.asarray(drop[name], h.dtype))
-      self.sow('intermediates', f'{name}_act', h)
-      return h
+    record = functools.partial(sow_act, self, drop)
 
     def bn(name):
       return batch_norm(train, self.axis_name, name, self.bn_scale_bias, dt, self.bn)

@@ -214,18 +214,23 @@ class DCGAN:
       d_updates, d_opt = txs['D'].update(parallel.pmean(d_grads), state.opt_state['D'], params_d)
       return optax.apply_updates(params_d, d_updates), d_opt, bs, d_loss, lr_, lf_
 
-    def g_update(params_g, bs_g, params_d, bs_d, z, y):
-      """G: non-saturating loss -log D(G(z)) against D ``params_d``, back through G's VJP."""
-      fake, g_vjp, bs_g = jax.vjp(lambda pg: g_forward(pg, bs_g, z, y), params_g, has_aux=True)
+    def g_vjp(params_g, bs_g, z, y):
+      """G(z) in train mode, its VJP and G's new batch statistics: one forward pass, reused for G's update."""
+      fake, vjp, bs_g = jax.vjp(lambda pg: g_forward(pg, bs_g, z, y), params_g, has_aux=True)
+      return (fake, vjp), bs_g
+
+    def g_update(params_g, forward, params_d, bs_d, y):
+      """G: non-saturating loss -log D(G(z)) against D ``params_d``, back through ``forward = (G(z), VJP)``."""
+      fake, vjp = forward
 
       def g_loss_fn(x):
         logits, bs = d_apply(params_d, bs_d, x, y)
         return bce(logits, 1.0), (bs, logits)
 
       (g_loss, (bs_d, _)), d_fake = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
-      (g_grads,) = g_vjp(d_fake)
+      (g_grads,) = vjp(d_fake)
       g_updates, g_opt = txs['G'].update(parallel.pmean(g_grads), state.opt_state['G'], params_g)
-      return optax.apply_updates(params_g, g_updates), g_opt, bs_g, bs_d, g_loss, fake
+      return optax.apply_updates(params_g, g_updates), g_opt, bs_d, g_loss
 
     p, bs = state.params, state.batch_stats
     if self.config.model.update_order == 'alternate':
@@ -233,22 +238,15 @@ class DCGAN:
       kg, kgy = jax.random.split(jax.random.fold_in(key, 1))
       z_g = parallel.shard_slice(self._z(kg, n), b)
       y_g = parallel.shard_slice(jax.random.randint(kgy, (n,), 0, max(self.num_classes, 1)), b)
-      params_g, g_opt, bs_g, bs_d, g_loss, _ = g_update(p['G'], bs['G'], p['D'], bs['D'], z_g, y_g)
+      forward, bs_g = g_vjp(p['G'], bs['G'], z_g, y_g)
+      params_g, g_opt, bs_d, g_loss = g_update(p['G'], forward, p['D'], bs['D'], y_g)
       fake, bs_g = g_forward(params_g, bs_g, z, y_fake)
       params_d, d_opt, bs_d, d_loss, logits_real, logits_fake = d_update(p['D'], bs_d, fake, y_fake)
     else:
       # D first, then G against the updated D on D's own fake batch (G's forward pass computed once).
-      fake, g_vjp, bs_g_new = jax.vjp(lambda pg: g_forward(pg, bs['G'], z, y_fake), p['G'], has_aux=True)
-      params_d, d_opt, bs_d, d_loss, logits_real, logits_fake = d_update(p['D'], bs['D'], fake, y_fake)
-
-      def g_loss_fn(x):
-        logits, b_ = d_apply(params_d, bs_d, x, y_fake)
-        return bce(logits, 1.0), (b_, logits)
-
-      (g_loss, (bs_d, _)), d_fake = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
-      (g_grads,) = g_vjp(d_fake)
-      g_updates, g_opt = txs['G'].update(parallel.pmean(g_grads), state.opt_state['G'], p['G'])
-      params_g, bs_g = optax.apply_updates(p['G'], g_updates), bs_g_new
+      forward, bs_g = g_vjp(p['G'], bs['G'], z, y_fake)
+      params_d, d_opt, bs_d, d_loss, logits_real, logits_fake = d_update(p['D'], bs['D'], forward[0], y_fake)
+      params_g, g_opt, bs_d, g_loss = g_update(p['G'], forward, params_d, bs_d, y_fake)
 
     new_state = state.replace(step=state.step + 1, params={'G': params_g, 'D': params_d},
                               batch_stats={'G': bs_g, 'D': bs_d}, opt_state={'G': g_opt, 'D': d_opt})

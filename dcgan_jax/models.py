@@ -7,6 +7,7 @@ Both follow Newmu/dcgan_code (docs/fidelity.md): no biases (batchnorm's shift is
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional
 
 import jax
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from common import layers
-from common.networks import BNSpec, batch_norm, compute_dtype, flatten, init_normal
+from common.networks import BNSpec, batch_norm, compute_dtype, flatten, init_normal, sow_act
 
 
 def _maps(y, num_classes: int, like):
@@ -45,11 +46,7 @@ class CondMNISTGenerator(nn.Module):
     def bn(name):
       return batch_norm(train, self.axis_name, name, False, dt, self.bn)
 
-    def record(name, h):
-      if drop is not None and name in drop:
-        h = h * (1 - jnp.asarray(drop[name], h.dtype))
-      self.sow('intermediates', f'{name}_act', h)
-      return h
+    record = functools.partial(sow_act, self, drop)
 
     h = nn.Dense(self.hidden, use_bias=False, kernel_init=init_normal, dtype=dt, name='fc1')(
         jnp.concatenate([z, onehot], -1))
@@ -127,11 +124,7 @@ class ImageNet32Generator(nn.Module):
     def bn(name):
       return batch_norm(train, self.axis_name, name, self.bn_scale_bias, dt, self.bn)
 
-    def record(name, h):
-      if drop is not None and name in drop:
-        h = h * (1 - jnp.asarray(drop[name], h.dtype))
-      self.sow('intermediates', f'{name}_act', h)
-      return h
+    record = functools.partial(sow_act, self, drop)
 
     h = nn.Dense(16 * 4 * self.width, use_bias=False, kernel_init=init_normal, dtype=dt, name='project')(z)
     h = record('project', nn.relu(bn('project_bn')(h)).reshape(z.shape[0], 4, 4, 4 * self.width))
